@@ -1,0 +1,33 @@
+# energymon: the two commands of the README's quick start are `make demo` and `make test`.
+# Both create the virtual environment (.venv) themselves on a fresh machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint venv clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "energymon needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
+	@echo "==> creating $(VENV) and installing energymon with its dev extras"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+demo: venv
+	$(BIN)/energymon demo
+
+test: venv
+	@bash scripts/ensure-test-deps.sh
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean:
+	-$(BIN)/energymon db stop 2>/dev/null
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache .hypothesis

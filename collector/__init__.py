@@ -1,0 +1,1 @@
+"""energymon collector."""

@@ -1,0 +1,144 @@
+"""A local MQTT broker for the demo and the tests: Mosquitto started with a generated config.
+
+The platform itself talks to whatever broker ``ENERGYMON_MQTT_URL`` names (Mosquitto, EMQX ...);
+this module only runs one on 127.0.0.1 when none is configured. Passwords and ACLs are written
+when ``users`` is given (each plant user may publish only to ``plants/<user>/...``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+def find_mosquitto() -> str | None:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Mosquitto:
+    """A mosquitto process on 127.0.0.1:``port`` with its state under ``workdir``.
+
+    ``users`` maps user name -> password; when given, anonymous access is off and the ACL lets
+    user ``ingest`` (or any name in ``platform_users``) read everything, and every other user
+    write only ``plants/<its name>/#``.
+    """
+
+    workdir: Path
+    port: int = 0
+    users: dict[str, str] | None = None
+    platform_users: tuple[str, ...] = ("ingest",)
+    persistence: bool = True
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        if not self.port:
+            self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "max_inflight_messages 1000",
+            "max_queued_messages 1000000",
+            "max_packet_size 2097152",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.workdir}/",
+            "autosave_interval 1",
+            f"log_dest file {self.workdir / 'mosquitto.log'}",
+            "log_type error",
+            "log_type warning",
+        ]
+        if os.geteuid() == 0:
+            # mosquitto started as root drops to user 'mosquitto', which cannot read a
+            # private work directory; this broker is local to a test or the demo.
+            lines.append("user root")
+        if self.users is None:
+            lines.append("allow_anonymous true")
+        else:
+            passwd = self.workdir / "passwd"
+            passwd.write_text("")
+            passwd.chmod(0o600)
+            for user, password in self.users.items():
+                subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password],
+                               check=True, capture_output=True)
+            acl = self.workdir / "acl"
+            acl_lines = []
+            for user in self.platform_users:
+                acl_lines += [f"user {user}", "topic readwrite #", ""]
+            acl_lines += ["pattern write plants/%u/#", "pattern read plants/%u/commands/#"]
+            acl.write_text("\n".join(acl_lines) + "\n")
+            lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self, timeout: float = 10) -> str:
+        exe = find_mosquitto()
+        if exe is None:
+            raise BrokerError("mosquitto is not installed (Debian: apt-get install mosquitto)")
+        conf = self._write_config()
+        self._proc = subprocess.Popen(
+            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr \
+                    else ""
+                raise BrokerError(f"mosquitto exited at start: {err.strip()}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self.port), timeout=0.2
+            ):
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        self._proc = None
+
+    def kill(self) -> None:
+        """Stop abruptly (SIGKILL), as a crash would."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None

@@ -1,0 +1,202 @@
+"""The ``energymon`` command line: one composition root for every process.
+
+Each subcommand builds its settings, wires what it needs and runs; nothing is created at
+import time. Exit codes: 0 success, 1 runtime failure, 2 invalid configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from core.settings import Settings, load_settings
+
+log = logging.getLogger("energymon")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def example_fleet_path() -> Path:
+    """Path of the example fleet shipped with the package."""
+    return Path(str(resources.files("core.examples") / "fleet.yaml"))
+
+
+# -- subcommands -------------------------------------------------------------------------------
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from core.migrate import migrate
+    from core.runtime import database_url, redact
+
+    url = database_url(settings)
+    result = migrate(url, backend=args.backend, progress=print)
+    print(f"database {redact(url)}: backend {result.backend.value}, "
+          f"{len(result.applied)} migration(s) applied, {result.already} already present")
+    return EXIT_OK
+
+
+def _load_fleet_or_report(path: str) -> object:
+    from core.checks import cross_check
+    from core.fleet import FleetError, load_fleet
+
+    try:
+        fleet = load_fleet(path)
+    except FleetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    problems = cross_check(fleet)
+    if problems:
+        print(f"error: {FleetError(path, problems)}", file=sys.stderr)
+        return None
+    return fleet
+
+
+def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    fleet = _load_fleet_or_report(args.file)
+    if fleet is None:
+        return EXIT_CONFIG
+    from core.fleet import Fleet
+
+    assert isinstance(fleet, Fleet)
+    units = sum(len(p.units) for p in fleet.plants)
+    meters = sum(len(p.meters) for p in fleet.plants)
+    print(f"{args.file}: valid fleet {fleet.fleet!r}: {len(fleet.regions)} regions, "
+          f"{len(fleet.plants)} plants, {units} production units, {meters} meters")
+    return EXIT_OK
+
+
+def cmd_registry_load(settings: Settings, args: argparse.Namespace) -> int:
+    fleet = _load_fleet_or_report(args.file)
+    if fleet is None:
+        return EXIT_CONFIG
+    import psycopg
+
+    from core.fleet import Fleet
+    from core.registry import RegistryConflict, load_registry
+    from core.runtime import database_url
+
+    assert isinstance(fleet, Fleet)
+    with psycopg.connect(database_url(settings)) as conn:
+        _require_schema(conn)
+        try:
+            summary = load_registry(conn, fleet)
+        except RegistryConflict as exc:
+            print(f"error: {args.file}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+    print(f"{args.file}: registry updated")
+    for line in summary.lines():
+        print(f"  {line}")
+    return EXIT_OK
+
+
+def _require_schema(conn: object) -> None:
+    from core.migrate import current_backend
+
+    if current_backend(conn) is None:  # type: ignore[arg-type]
+        raise SystemExit("error: the database has no energymon schema yet: "
+                         "run `energymon migrate` first")
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    from core.runtime import embedded_postgres, redact
+
+    if settings.database_url:
+        print(f"using the configured database {redact(settings.database_url)} "
+              "(ENERGYMON_DATABASE_URL); no embedded server is managed")
+        return EXIT_OK
+    pg = embedded_postgres(settings)
+    if args.action == "start":
+        print(f"embedded PostgreSQL running: {redact(pg.start())}")
+    elif args.action == "stop":
+        pg.stop()
+        print(f"embedded PostgreSQL in {pg.datadir} stopped")
+    elif args.action == "url":
+        if not pg.initialised:
+            print("error: the embedded PostgreSQL was never started "
+                  "(run `energymon db start`)", file=sys.stderr)
+            return EXIT_FAILURE
+        print(pg.url())
+    else:  # status
+        state = "running" if pg.is_running() else ("stopped" if pg.initialised else "absent")
+        print(f"embedded PostgreSQL in {pg.datadir}: {state}")
+        if pg.initialised:
+            print(f"  url: {redact(pg.url())}  (password in {pg.secret_file})")
+    return EXIT_OK
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from core.demo import run_demo
+
+    return run_demo(settings, fleet_path=Path(args.fleet) if args.fleet else None)
+
+
+# -- parser ------------------------------------------------------------------------------------
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="energymon",
+        description="Online energy monitoring for key energy-using units.",
+    )
+    parser.add_argument("--config", metavar="FILE",
+                        help="settings YAML (same keys as the ENERGYMON_* variables, lower case)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema (idempotent)")
+    p.add_argument("--backend", choices=["auto", "timescaledb", "postgres"], default="auto",
+                   help="storage backend for a new database (default: TimescaleDB if available)")
+    p.set_defaults(handler=cmd_migrate)
+
+    p = sub.add_parser("check-config", help="validate a fleet file without writing anything")
+    p.add_argument("file")
+    p.set_defaults(handler=cmd_check_config)
+
+    reg = sub.add_parser("registry", help="plants, production units and meters")
+    reg_sub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    p = reg_sub.add_parser("load", help="upsert a fleet file into the registry")
+    p.add_argument("file")
+    p.set_defaults(handler=cmd_registry_load)
+
+    p = sub.add_parser("db", help="manage the embedded PostgreSQL (when no URL is configured)")
+    p.add_argument("action", choices=["status", "start", "stop", "url"], nargs="?",
+                   default="status")
+    p.set_defaults(handler=cmd_db)
+
+    p = sub.add_parser("demo", help="run the pipeline on embedded defaults and print a summary")
+    p.add_argument("--fleet", help="fleet file (default: the example fleet)")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config) if args.config else Settings()
+    except (ValidationError, FileNotFoundError) as exc:
+        print(f"error: invalid settings: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    from core.runtime import setup_logging
+
+    setup_logging("DEBUG" if args.verbose else settings.log_level)
+    handler: Handler = args.handler
+    from core.embedded_pg import EmbeddedPostgresError
+    from core.migrate import MigrationError
+
+    try:
+        return handler(settings, args)
+    except (EmbeddedPostgresError, MigrationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,69 @@
+import threading
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from core.broker import Mosquitto
+
+
+def _client(broker: Mosquitto, user: str | None = None, password: str | None = None
+            ) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if user:
+        client.username_pw_set(user, password)
+    return client
+
+
+def test_broker_round_trip(mosquitto: Mosquitto) -> None:
+    got = threading.Event()
+    sub = _client(mosquitto)
+    sub.on_message = lambda c, u, m: got.set()
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.subscribe("plants/+/readings", qos=1)
+    sub.loop_start()
+    pub = _client(mosquitto)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    try:
+        import time
+        time.sleep(0.2)
+        pub.publish("plants/p1/readings", b"{}", qos=1).wait_for_publish(5)
+        assert got.wait(5)
+    finally:
+        pub.loop_stop()
+        sub.loop_stop()
+
+
+def test_plant_user_can_only_publish_its_own_topic(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    broker = Mosquitto(tmp_path / "b", users={"ingest": "i", "p1": "one", "p2": "two"})
+    broker.start()
+    received: list[str] = []
+    try:
+        sub = _client(broker, "ingest", "i")
+        sub.on_message = lambda c, u, m: received.append(m.topic)
+        sub.connect("127.0.0.1", broker.port)
+        sub.subscribe("plants/#", qos=1)
+        sub.loop_start()
+        pub = _client(broker, "p1", "one")
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        import time
+        time.sleep(0.3)
+        pub.publish("plants/p2/readings", b"forged", qos=1).wait_for_publish(5)
+        pub.publish("plants/p1/readings", b"own", qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while "plants/p1/readings" not in received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert received == ["plants/p1/readings"]
+        bad = _client(broker, "p1", "wrong")
+        with pytest.raises(Exception):  # noqa: B017 - refused with a CONNACK error
+            bad.connect("127.0.0.1", broker.port)
+            bad.loop_start()
+            time.sleep(0.5)
+            if not bad.is_connected():
+                raise ConnectionRefusedError
+        pub.loop_stop()
+        sub.loop_stop()
+    finally:
+        broker.stop()
