@@ -33,7 +33,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     from core.runtime import database_url, redact
 
     url = database_url(settings)
-    result = migrate(url, backend=args.backend, progress=print)
+    result = migrate(url, backend=args.backend, timezone=settings.timezone, progress=print)
     print(f"database {redact(url)}: backend {result.backend.value}, "
           f"{len(result.applied)} migration(s) applied, {result.already} already present")
     return EXIT_OK
@@ -128,6 +128,68 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_accounting(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from accounting.store import Accountant
+    from core.runtime import database_url
+
+    accountant = Accountant(database_url(settings))
+    if args.action == "rebuild":
+        def progress(done: int, total: int) -> None:
+            print(f"\r  recomputing meters: {done}/{total}", end="", file=sys.stderr,
+                  flush=True)
+
+        stats = accountant.recompute(progress=progress)
+        print(file=sys.stderr)
+        print(f"recomputed {stats.meters} meters: {stats.readings} readings -> "
+              f"{stats.intervals} intervals ({stats.rollovers} rollovers, {stats.resets} "
+              f"resets, {stats.spikes} spikes set aside)")
+        return EXIT_OK
+    while True:
+        stats = accountant.process_dirty()
+        if stats.meters:
+            log.info("accounting: %d meters, %d intervals recomputed", stats.meters,
+                     stats.intervals)
+        if args.action == "once":
+            print(f"processed the queue: {stats.meters} meters, {stats.intervals} intervals")
+            return EXIT_OK
+        if not stats.meters:
+            time.sleep(args.poll_seconds)
+
+
+def cmd_verdicts(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    from zoneinfo import ZoneInfo
+
+    import psycopg
+
+    from accounting.periods import parse_period
+    from accounting.report import print_verdicts
+    from accounting.verdicts import area_kpis, unit_results
+    from core.migrate import calendar_timezone
+    from core.runtime import database_url
+
+    with psycopg.connect(database_url(settings)) as conn:
+        _require_schema(conn)
+        tz = ZoneInfo(calendar_timezone(conn))
+        try:
+            period = parse_period(args.period, tz)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        results = unit_results(conn, period, region=args.region, plant=args.plant,
+                               edition=args.edition)
+    if args.format == "json":
+        print(json.dumps({"period": period.label,
+                          "units": [r.as_dict() for r in results],
+                          "kpis": [k.__dict__ for k in area_kpis(results)]},
+                         ensure_ascii=False, indent=2, default=str))
+    else:
+        print_verdicts(results, area_kpis(results), period.label)
+    return EXIT_OK
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from core.demo import run_demo
 
@@ -167,6 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status", "start", "stop", "url"], nargs="?",
                    default="status")
     p.set_defaults(handler=cmd_db)
+
+    p = sub.add_parser("accounting", help="turn readings into interval energy and rollups")
+    p.add_argument("action", choices=["run", "once", "rebuild"], nargs="?", default="run",
+                   help="run: keep processing the recompute queue; once: process it and exit; "
+                        "rebuild: recompute every meter from all readings")
+    p.add_argument("--poll-seconds", type=float, default=5.0)
+    p.set_defaults(handler=cmd_accounting)
+
+    p = sub.add_parser("verdicts", help="units' intensity against benchmark and baseline")
+    p.add_argument("--period", required=True,
+                   help="2026-10-05, 2026-10, 2026, ytd:2026-10 or r12:2026-10 (local calendar)")
+    p.add_argument("--region", help="administrative division code (includes sub-regions)")
+    p.add_argument("--plant", help="plant id")
+    p.add_argument("--edition", type=int, help="catalogue edition (default: newest with values)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(handler=cmd_verdicts)
 
     p = sub.add_parser("demo", help="run the pipeline on embedded defaults and print a summary")
     p.add_argument("--fleet", help="fleet file (default: the example fleet)")

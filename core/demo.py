@@ -33,7 +33,7 @@ def run_demo(settings: Settings, fleet_path: Path | None = None) -> int:
     print(f"    {redact(url)} ({time.monotonic() - start:.1f} s)")
 
     _step("migrating the schema")
-    result = migrate(url, progress=lambda m: print(f"    {m}"))
+    result = migrate(url, timezone=settings.timezone, progress=lambda m: print(f"    {m}"))
     print(f"    backend: {result.backend.value}; {len(result.applied)} applied, "
           f"{result.already} already present")
 

@@ -60,7 +60,13 @@ def available_migrations(backend: Backend) -> list[Migration]:
         if not match:
             continue
         version, name, variant = int(match.group(1)), match.group(2), match.group(3)
-        by_version.setdefault(version, {})[variant] = Migration(
+        slot = by_version.setdefault(version, {})
+        clash = next((m.name for m in slot.values() if m.name != name), None)
+        if clash is not None or variant in slot:
+            raise MigrationError(
+                f"two migrations share version {version:04d}: {clash or name!r} and {name!r}"
+            )
+        slot[variant] = Migration(
             version, name, variant, entry.read_text(encoding="utf-8")
         )
     chosen: list[Migration] = []
@@ -120,15 +126,30 @@ class MigrateResult:
     already: int
 
 
+MIN_SERVER_VERSION = 150000  # PostgreSQL 15
+
+
 def migrate(
     url: str,
     *,
     backend: str = "auto",
+    timezone: str = "Asia/Shanghai",
     progress: Callable[[str], None] | None = None,
 ) -> MigrateResult:
-    """Apply pending migrations to the database at ``url``; safe to run repeatedly."""
+    """Apply pending migrations to the database at ``url``; safe to run repeatedly.
+
+    ``timezone`` is the local calendar of rollups (days, months); it is fixed when the
+    database is first migrated and recorded in ``energymon_meta`` (``calendar_timezone``).
+    Migration files refer to it as ``{{calendar_tz}}``.
+    """
     say = progress or (lambda _msg: None)
     with psycopg.connect(url, autocommit=True) as conn:
+        server_version = conn.info.server_version
+        if server_version < MIN_SERVER_VERSION:
+            raise MigrationError(
+                f"PostgreSQL {server_version // 10000} is too old: energymon needs PostgreSQL "
+                "15 or newer"
+            )
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
             conn.execute(
@@ -153,6 +174,7 @@ def migrate(
                     f"this database was migrated for backend {chosen.value!r}; "
                     f"{backend!r} was requested (use a new database to switch)"
                 )
+            calendar_tz = _calendar_timezone(conn, timezone, say)
             done = {
                 row[0]: row[1]
                 for row in conn.execute("SELECT version, checksum FROM schema_migrations")
@@ -173,13 +195,16 @@ def migrate(
                     "VALUES (%s, %s, %s, %s)"
                 )
                 args = (mig.version, mig.name, mig.variant, mig.checksum)
+                text = mig.sql_text.replace(
+                    "{{calendar_tz}}", sql.Literal(calendar_tz).as_string(conn)
+                ).encode()
                 try:
                     if mig.transactional:
                         with conn.transaction():
-                            conn.execute(mig.sql_text.encode())
+                            conn.execute(text)
                             conn.execute(record, args)
                     else:
-                        conn.execute(mig.sql_text.encode())
+                        conn.execute(text)
                         conn.execute(record, args)
                 except psycopg.Error as exc:
                     raise MigrationError(f"migration {label} failed: {exc}") from exc
@@ -188,6 +213,29 @@ def migrate(
             return MigrateResult(chosen, applied, len(done))
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def _calendar_timezone(conn: psycopg.Connection, wanted: str,
+                       say: Callable[[str], None]) -> str:
+    row = conn.execute(
+        "SELECT value FROM energymon_meta WHERE key = 'calendar_timezone'").fetchone()
+    if row is None:
+        conn.execute("INSERT INTO energymon_meta (key, value) VALUES ('calendar_timezone', %s)",
+                     (wanted,))
+        return wanted
+    if row[0] != wanted:
+        say(f"note: this database keeps its calendar time zone {row[0]} "
+            f"(requested {wanted}; rollups cannot change time zone in place)")
+    return str(row[0])
+
+
+def calendar_timezone(conn: psycopg.Connection) -> str:
+    """The local calendar time zone this database's rollups use."""
+    row = conn.execute(
+        "SELECT value FROM energymon_meta WHERE key = 'calendar_timezone'").fetchone()
+    if row is None:
+        raise MigrationError("the database has no energymon schema: run `energymon migrate`")
+    return str(row[0])
 
 
 def _maintain(conn: psycopg.Connection, backend: Backend) -> None:

@@ -14,8 +14,8 @@ def test_migrations_create_a_compressed_hypertable(timescale_db: str) -> None:
     with psycopg.connect(timescale_db) as conn:
         row = conn.execute(
             "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables"
-        ).fetchall()
-        assert row == [("readings", True)]
+            " ORDER BY 1").fetchall()
+        assert row == [("energy_intervals", False), ("readings", True)]
         dims = conn.execute(
             "SELECT column_name, time_interval FROM timescaledb_information.dimensions "
             "WHERE hypertable_name = 'readings'").fetchall()

@@ -1,0 +1,7 @@
+"""Energy accounting in the store: counters to interval energy, standard coal and CO2, rollups
+on the local calendar, comprehensive energy, intensity and benchmark verdicts.
+
+Imports ``core`` and the pure domain package ``benchmarks``; the pure interval arithmetic is in
+:mod:`accounting.intervals`, everything that touches the database in :mod:`accounting.store`
+and :mod:`accounting.queries`.
+"""
