@@ -15,10 +15,27 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 
 class BrokerError(RuntimeError):
     pass
+
+
+class LocalBroker(Protocol):
+    """What the demo needs of a local broker."""
+
+    port: int
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def mqtt_protocol(self) -> str: ...
+
+    def start(self, timeout: float = 10) -> str: ...
+
+    def stop(self) -> None: ...
 
 
 def find_mosquitto() -> str | None:
@@ -61,6 +78,8 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    mqtt_protocol = "5"
 
     def _write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -142,3 +161,68 @@ class Mosquitto:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+
+@dataclass
+class PythonBroker:
+    """The embedded Python broker (amqtt, MQTT 3.1.1, anonymous, no persistence): the demo's
+    fallback where Mosquitto is not installed. Without MQTT 5 there are no shared
+    subscriptions, so the demo runs a single ingest worker on it."""
+
+    workdir: Path
+    port: int = 0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    mqtt_protocol = "3.1.1"
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        if not self.port:
+            self.port = free_port()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> str:
+        import sys
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "amqtt.yaml"
+        conf.write_text(
+            "listeners:\n  default:\n    type: tcp\n"
+            f"    bind: 127.0.0.1:{self.port}\n"
+            "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+            "    allow_anonymous: true\n"
+        )
+        exe = Path(sys.executable).with_name("amqtt")
+        if not exe.exists():
+            raise BrokerError("neither mosquitto nor the amqtt package is installed")
+        with open(self.workdir / "amqtt.log", "ab") as log:  # the child keeps its own copy
+            self._proc = subprocess.Popen([str(exe), "-c", str(conf)], stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise BrokerError(f"amqtt exited at start; see {self.workdir / 'amqtt.log'}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                ("127.0.0.1", self.port), timeout=0.2
+            ):
+                return self.url
+            time.sleep(0.1)
+        self.stop()
+        raise BrokerError(f"amqtt did not listen on port {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._proc = None
+
+
+def local_broker(workdir: Path, prefer: str = "auto") -> LocalBroker:
+    """Mosquitto when installed (or ``prefer='mosquitto'``), else the embedded Python broker."""
+    if prefer == "python" or (prefer == "auto" and find_mosquitto() is None):
+        return PythonBroker(workdir)
+    return Mosquitto(workdir)

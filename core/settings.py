@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         default=None,
         description="Broker URL (mqtt://user:pass@host:1883). Unset: the demo starts a local "
         "broker.",
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT protocol version; 3.1.1 disables shared subscriptions (one ingest "
+        "worker), for brokers without MQTT 5 such as the demo's embedded Python broker.",
     )
     data_dir: Path = Field(
         default=Path(".data"),

@@ -67,3 +67,29 @@ def test_plant_user_can_only_publish_its_own_topic(tmp_path) -> None:  # type: i
         sub.loop_stop()
     finally:
         broker.stop()
+
+
+def test_python_broker_fallback_carries_qos1(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.broker import PythonBroker, local_broker
+
+    broker = local_broker(tmp_path / "py", prefer="python")
+    assert isinstance(broker, PythonBroker) and broker.mqtt_protocol == "3.1.1"
+    broker.start()
+    try:
+        got = threading.Event()
+        sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        sub.on_message = lambda c, u, m: got.set()
+        sub.connect("127.0.0.1", broker.port)
+        sub.subscribe("plants/+/readings", qos=1)
+        sub.loop_start()
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        import time
+        time.sleep(0.3)
+        pub.publish("plants/p1/readings", b"{}", qos=1).wait_for_publish(5)
+        assert got.wait(5)
+        pub.loop_stop()
+        sub.loop_stop()
+    finally:
+        broker.stop()
