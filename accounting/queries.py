@@ -33,7 +33,7 @@ def unit_meter_totals(
     Columns: unit id, unit code, plant code, plant name, region code, catalogue key, pinned
     edition, product unit, design capacity, capacity unit, meter id, meter code, energy type,
     kind, direction, eng unit, interval seconds, quantity, estimated, kgce, co2 kg, readings,
-    meter installed at.
+    meter installed at, lowest and highest factor set of the intervals.
     """
     view = sql.Identifier(GRANULARITIES[granularity])
     filters = [sql.SQL("TRUE")]
@@ -49,7 +49,8 @@ def unit_meter_totals(
                m.id, m.code, m.energy_type, m.kind, m.direction, m.eng_unit, m.interval_s,
                coalesce(sum(r.quantity), 0), coalesce(sum(r.estimated), 0),
                coalesce(sum(r.kgce), 0), coalesce(sum(r.co2_kg), 0),
-               coalesce(sum(r.readings), 0)::float8, m.installed_at
+               coalesce(sum(r.readings), 0)::float8, m.installed_at,
+               min(r.factor_set_min), max(r.factor_set_max)
         FROM production_units u
         JOIN plants p ON p.id = u.plant_id
         JOIN meters m ON m.unit_id = u.id
@@ -75,10 +76,3 @@ def declared_output(conn: psycopg.Connection, unit_ids: list[int], start: dateti
 def factor_versions(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
     return {int(i): (c, e) for i, c, e in conn.execute(
         "SELECT id, standard_coal_version, emission_version FROM factor_sets")}
-
-
-def factor_sets_used(conn: psycopg.Connection, meter_ids: list[int], start: datetime,
-                     end: datetime) -> list[int]:
-    return [int(r[0]) for r in conn.execute(
-        "SELECT DISTINCT factor_set FROM energy_intervals WHERE meter_id = ANY(%s) "
-        "AND ts >= %s AND ts < %s", (meter_ids, start, end))]

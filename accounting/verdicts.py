@@ -107,7 +107,7 @@ def unit_results(
         received = expected = 0.0
         for m in meters:
             (meter_id, _code, energy_type, kind, direction, eng_unit, interval_s, quantity,
-             est, kgce, co2_kg, readings, installed_at) = m[10:]
+             est, kgce, co2_kg, readings, installed_at, _fs_min, _fs_max) = m[10:]
             expected += _expected_readings(interval_s, period.start, period.end, installed_at,
                                            now)
             received += readings
@@ -128,8 +128,7 @@ def unit_results(
         if not has_production_meter:
             output = declared.get(unit_id, 0.0)
         energy = consumed - exported
-        used_sets = queries.factor_sets_used(conn, [m[10] for m in meters], period.start,
-                                             period.end)
+        used_sets = {fs for m in meters for fs in range(m[23] or 0, (m[24] or -1) + 1)}
         factor_versions = tuple(sorted({v for s in used_sets for v in versions.get(s, ())}))
         base = dict(
             plant=plant_code, plant_name=plant_name, region=region_code, unit=unit_code,

@@ -20,6 +20,7 @@ CREATE TABLE energy_by_meter_hour (
     quantity double precision NOT NULL, estimated double precision NOT NULL,
     kgce double precision, co2_kg double precision, readings bigint NOT NULL,
     intervals bigint NOT NULL,
+    factor_set_min smallint NOT NULL, factor_set_max smallint NOT NULL,  -- provenance
     PRIMARY KEY (meter_id, bucket)
 );
 CREATE TABLE energy_by_meter_day (LIKE energy_by_meter_hour INCLUDING ALL);
@@ -47,9 +48,10 @@ BEGIN
         EXECUTE format('DELETE FROM %I WHERE meter_id = ANY($1) AND bucket >= $2 AND bucket < $3',
                        spec.tbl) USING meter_ids, lo, hi;
         EXECUTE format(
-            'INSERT INTO %I (meter_id, bucket, quantity, estimated, kgce, co2_kg, readings, intervals) '
+            'INSERT INTO %I (meter_id, bucket, quantity, estimated, kgce, co2_kg, readings, '
+            '                intervals, factor_set_min, factor_set_max) '
             'SELECT meter_id, date_trunc(%L, ts, %L), sum(quantity), sum(estimated), sum(kgce), '
-            '       sum(co2_kg), sum(readings), count(*) '
+            '       sum(co2_kg), sum(readings), count(*), min(factor_set), max(factor_set) '
             'FROM energy_intervals WHERE meter_id = ANY($1) AND ts >= $2 AND ts < $3 '
             'GROUP BY 1, 2', spec.tbl, spec.unit, tz) USING meter_ids, lo, hi;
     END LOOP;

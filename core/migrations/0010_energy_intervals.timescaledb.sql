@@ -21,19 +21,22 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS energy_by_meter_hour
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT meter_id, time_bucket(INTERVAL '1 hour', ts, {{calendar_tz}}) AS bucket,
        sum(quantity) AS quantity, sum(estimated) AS estimated, sum(kgce) AS kgce,
-       sum(co2_kg) AS co2_kg, sum(readings)::bigint AS readings, count(*) AS intervals
+       sum(co2_kg) AS co2_kg, sum(readings)::bigint AS readings, count(*) AS intervals,
+       min(factor_set) AS factor_set_min, max(factor_set) AS factor_set_max
 FROM energy_intervals GROUP BY 1, 2 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS energy_by_meter_day
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT meter_id, time_bucket(INTERVAL '1 day', ts, {{calendar_tz}}) AS bucket,
        sum(quantity) AS quantity, sum(estimated) AS estimated, sum(kgce) AS kgce,
-       sum(co2_kg) AS co2_kg, sum(readings)::bigint AS readings, count(*) AS intervals
+       sum(co2_kg) AS co2_kg, sum(readings)::bigint AS readings, count(*) AS intervals,
+       min(factor_set) AS factor_set_min, max(factor_set) AS factor_set_max
 FROM energy_intervals GROUP BY 1, 2 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS energy_by_meter_month
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT meter_id, time_bucket(INTERVAL '1 month', ts, {{calendar_tz}}) AS bucket,
        sum(quantity) AS quantity, sum(estimated) AS estimated, sum(kgce) AS kgce,
-       sum(co2_kg) AS co2_kg, sum(readings)::bigint AS readings, count(*) AS intervals
+       sum(co2_kg) AS co2_kg, sum(readings)::bigint AS readings, count(*) AS intervals,
+       min(factor_set) AS factor_set_min, max(factor_set) AS factor_set_max
 FROM energy_intervals GROUP BY 1, 2 WITH NO DATA;
