@@ -4,8 +4,8 @@ For a unit and a period on the local calendar:
 
 - comprehensive energy (kgce) = sum of consumed meters' kgce - sum of exported/recovered
   meters' kgce (DESIGN rule 3);
-- output = the unit's production meters over the period, or, when it has none, declared
-  production records lying wholly inside the period;
+- output = the unit's production meters over the period, or, when they have no data in it,
+  declared production records lying wholly inside the period;
 - intensity in the catalogue entry's unit: kgce/<product>, kgoe/<product> (kgce / 1.4286),
   or kWh/<product> (the unit's net electricity in kWh);
 - the verdict (status, gap to benchmark in %, saving potential in tce) from
@@ -112,7 +112,9 @@ def unit_results(
                                            now)
             received += readings
             if kind == "production":
-                has_production_meter = True
+                # a production meter counts when it has data in the period; a unit whose
+                # production meters have none falls back to declared production records
+                has_production_meter = has_production_meter or readings > 0 or quantity > 0
                 output += quantity
                 continue
             sign = -1.0 if direction == "exported" else 1.0

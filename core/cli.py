@@ -179,7 +179,7 @@ def cmd_verdicts(settings: Settings, args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_CONFIG
         results = unit_results(conn, period, region=args.region, plant=args.plant,
-                               edition=args.edition)
+                               edition=args.edition or settings.catalogue_edition)
     if args.format == "json":
         print(json.dumps({"period": period.label,
                           "units": [r.as_dict() for r in results],

@@ -93,6 +93,12 @@ class Settings(BaseSettings):
         default=0, ge=0, le=65535,
         description="TCP port of the embedded PostgreSQL on 127.0.0.1; 0 picks a free port once.",
     )
+    catalogue_edition: int | None = Field(
+        default=None, ge=2021,
+        description="Benchmark catalogue edition units are judged against; unset = the newest "
+        "edition with values for each unit's area and product. A unit's own pinned edition "
+        "(fleet file) wins.",
+    )
     log_level: str = Field(default="INFO")
 
     @field_validator("timezone")

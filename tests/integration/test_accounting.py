@@ -246,3 +246,29 @@ def test_cli_accounting_and_verdicts(migrated_db: str, example_fleet_path: Path,
     assert "not understood" in capsys.readouterr().err
     assert main(["accounting", "rebuild"]) == 0
     assert "recomputed" in capsys.readouterr().out
+
+
+def test_declared_output_and_measured_calorific_value(migrated_db: str,
+                                                      example_fleet_path: Path) -> None:
+    ids = setup_db(migrated_db, example_fleet_path)
+    day = datetime(2026, 10, 8, tzinfo=SH)
+    with psycopg.connect(migrated_db) as conn:
+        # kiln-2 without its clinker meter: output comes from a declared production record
+        write_counter(conn, ids["k2-coal"], day, 96, 0.25)
+        plant_id, unit_id = conn.execute(
+            "SELECT p.id, u.id FROM production_units u JOIN plants p ON p.id = u.plant_id "
+            "WHERE u.code = 'kiln-2'").fetchone()
+        conn.execute("INSERT INTO production_records (unit_id, period_start, period_end, "
+                     "quantity, source) VALUES (%s, %s, %s, 300, 'shift report')",
+                     (unit_id, day, day + timedelta(days=1)))
+        # the plant measured its coal at 23 000 kJ/kg instead of the default 20 908 kJ/kg
+        conn.execute("INSERT INTO measured_calorific_values VALUES (%s, 'raw_coal', 23000, "
+                     "'2026-01-01Z', 'lab report 2026-01')", (plant_id,))
+    Accountant(migrated_db).recompute()
+    with psycopg.connect(migrated_db) as conn:
+        (r,) = [x for x in unit_results(conn, parse_period("2026-10-08", SH),
+                                        plant="jx-yujiang-cement") if x.unit == "kiln-2"]
+    # 96 x 0.25 t = 24 t = 24 000 kg x 23 000 kJ/kg / 29 307.6 kJ/kgce = 18 834.63 kgce
+    assert r.energy_kgce == pytest.approx(24_000 * 23_000 / 29_307.6)
+    assert r.output == 300
+    assert r.intensity == pytest.approx(24_000 * 23_000 / 29_307.6 / 300)
