@@ -3,14 +3,21 @@
 Cumulative counters (``kind: counter`` and ``production``) become quantities per aligned
 interval (15 minutes by default) as follows, for consecutive readings *a* and *b*:
 
-1. *Spikes*: a reading out of line with both neighbours (``prev <= next`` but the reading is
-   not between them) is set aside and counted in ``spikes``; it never becomes a delta.
-2. ``b - a >= 0``: the delta is ``b - a``.
+1. *Spikes*: a reading out of line with both neighbours (``a <= next`` but the reading is
+   not between them) is set aside (``spikes``). *Plausibility*: a step faster than
+   ``PLAUSIBLE_FACTOR`` times the meter's typical rate (the 90th percentile of its advancing
+   rates in the window, when at least eight pairs show one) is not taken at face value. If
+   a later reading within ``LOOKAHEAD`` readings is back in line with *a*, the readings in
+   between were spikes and are set aside (``spikes``); otherwise the register was re-based
+   (undeclared replacement) and the step counts 0, estimated.
+2. ``b - a >= 0`` and plausible: the delta is ``b - a``.
 3. ``b < a`` and the meter declares a rollover modulus *M* (the counter shows 0 again when it
    reaches *M*) and ``M - a + b <= M / 2``: a rollover, delta ``M - a + b``.
-4. ``b <= a / 2`` otherwise: a reset or an undeclared replacement counting from zero; the delta
-   is ``b`` and it is *estimated* (what the old register counted after *a* is unknown).
-5. Any other backward step: the register was re-based; the delta is 0, estimated.
+4. ``b < a``, a dip that a later reading undoes (as in 1): the dip is set aside.
+5. ``b < a`` otherwise, with ``b <= a / 2`` and ``b`` a plausible advance: a reset or an
+   undeclared replacement counting from zero; the delta is ``b``, estimated (what the old
+   register counted after *a* is unknown). Any other backward step re-bases the register:
+   0, estimated.
 6. A declared replacement between *a* and *b* (old register's final value, new register's
    initial value) gives ``(old_final - a) + (b - new_initial)``, exact.
 
@@ -90,25 +97,22 @@ def _dedupe_sorted(samples: Iterable[Sample]) -> list[Sample]:
     return out
 
 
-def drop_spikes(samples: Sequence[Sample], protected: Sequence[float] = ()
-                ) -> tuple[list[Sample], list[Sample]]:
-    """Split off readings that are out of line with both neighbours.
+PLAUSIBLE_FACTOR = 50.0
+LOOKAHEAD = 8
+MIN_RATE_SAMPLES = 8
 
-    ``protected`` timestamps (declared replacements) disable the check around them.
-    """
-    kept: list[Sample] = []
-    spikes: list[Sample] = []
-    n = len(samples)
-    for i, s in enumerate(samples):
-        if 0 < i < n - 1 and kept:
-            prev, nxt = kept[-1], samples[i + 1]
-            near_replacement = any(prev.ts < p <= nxt.ts for p in protected)
-            if (not near_replacement and prev.value <= nxt.value
-                    and not prev.value <= s.value <= nxt.value):
-                spikes.append(s)
-                continue
-        kept.append(s)
-    return kept, spikes
+
+def typical_rate(samples: Sequence[Sample]) -> float | None:
+    """The 90th percentile of the advancing rates (units per second) between consecutive
+    readings, or None when fewer than ``MIN_RATE_SAMPLES`` pairs advance."""
+    rates = sorted(
+        (b.value - a.value) / (b.ts - a.ts)
+        for a, b in zip(samples, samples[1:], strict=False)
+        if b.ts > a.ts and b.value > a.value
+    )
+    if len(rates) < MIN_RATE_SAMPLES:
+        return None
+    return rates[min(len(rates) - 1, int(0.9 * len(rates)))]
 
 
 def counter_intervals(
@@ -121,9 +125,9 @@ def counter_intervals(
 ) -> IntervalResult:
     """Interval quantities of a cumulative counter (see the module docstring for the rules)."""
     ordered = _dedupe_sorted(samples)
-    kept, spikes = drop_spikes(ordered, [r.ts for r in replacements])
+    rate = typical_rate(ordered)
     buckets: dict[int, IntervalEnergy] = {}
-    result = IntervalResult([], spikes=spikes)
+    result = IntervalResult([])
 
     def bucket(start: int) -> IntervalEnergy:
         found = buckets.get(start)
@@ -131,36 +135,68 @@ def counter_intervals(
             found = buckets[start] = IntervalEnergy(start)
         return found
 
-    for s in kept:
-        bucket(align(s.ts, interval_s)).readings += 1
+    def plausible(advance: float, span: float) -> bool:
+        return rate is None or advance <= rate * span * PLAUSIBLE_FACTOR
 
-    for a, b in zip(kept, kept[1:], strict=False):
+    def back_in_line(a: Sample, j: int) -> int | None:
+        """Index of the first reading after ``j`` (within LOOKAHEAD) in line with ``a``."""
+        for k in range(j + 1, min(len(ordered), j + 1 + LOOKAHEAD)):
+            c = ordered[k]
+            if c.value >= a.value and plausible(c.value - a.value, c.ts - a.ts):
+                return k
+        return None
+
+    if not ordered:
+        return result
+    kept = [ordered[0]]
+    a = ordered[0]
+    j = 1
+    while j < len(ordered):
+        b = ordered[j]
         replacement = next((r for r in replacements if a.ts < r.ts <= b.ts), None)
         estimated = a.flagged or b.flagged
+        span = b.ts - a.ts
         if replacement is not None:
             delta = (max(0.0, replacement.old_final - a.value)
                      + max(0.0, b.value - replacement.new_initial))
         else:
             step = b.value - a.value
-            if step >= 0:
+            wrap = (modulus - a.value + b.value) if modulus is not None else None
+            following = ordered[j + 1] if j + 1 < len(ordered) else None
+            if (following is not None and a.value <= following.value
+                    and not a.value <= b.value <= following.value
+                    and not any(b.ts < r.ts <= following.ts for r in replacements)):
+                # out of line with both neighbours: a single spike or dip
+                result.spikes.append(b)
+                j += 1
+                continue
+            if step >= 0 and plausible(step, span):
                 delta = step
-            elif modulus is not None and modulus - a.value + b.value <= modulus / 2:
-                delta = modulus - a.value + b.value
+            elif step < 0 and wrap is not None and wrap <= modulus / 2 \
+                    and plausible(wrap, span):  # type: ignore[operator]
+                delta = wrap  # type: ignore[assignment]
                 result.rollovers += 1
-            elif b.value <= a.value / 2:
-                delta = max(0.0, b.value)
-                estimated = True
-                result.resets.append(b)
             else:
-                delta = 0.0
+                resume = back_in_line(a, j)
+                if resume is not None:
+                    result.spikes.extend(ordered[j:resume])
+                    j = resume
+                    continue
+                if step < 0 and b.value <= a.value / 2 and plausible(max(b.value, 0), span):
+                    delta = max(0.0, b.value)  # reset to zero
+                else:
+                    delta = 0.0  # re-based register (undeclared replacement)
                 estimated = True
                 result.resets.append(b)
-        delta *= multiplier
-        span = b.ts - a.ts
         if span > interval_s:
             estimated = True
-        _spread(delta, a.ts, b.ts, interval_s, estimated, bucket)
+        _spread(delta * multiplier, a.ts, b.ts, interval_s, estimated, bucket)
+        kept.append(b)
+        a = b
+        j += 1
 
+    for sample in kept:
+        bucket(align(sample.ts, interval_s)).readings += 1
     result.intervals = [buckets[k] for k in sorted(buckets)]
     return result
 

@@ -21,6 +21,7 @@ import psycopg
 
 from accounting.conversion import Converter, MeterFactors
 from accounting.intervals import (
+    LOOKAHEAD,
     IntervalResult,
     Replacement,
     Sample,
@@ -32,7 +33,10 @@ from core.migrate import Backend, calendar_timezone, current_backend
 
 log = logging.getLogger(__name__)
 
-PAD_READINGS = 3  # readings loaded beyond each side of a range (spike checks, edge pairs)
+# readings loaded beyond each side of a range: enough for the typical-rate estimate and the
+# spike look-ahead of accounting.intervals; the outermost EDGE of them are references only
+PAD_READINGS = 48
+EDGE = LOOKAHEAD + 1
 
 
 @dataclass(frozen=True)
@@ -192,12 +196,13 @@ class Accountant:
             result = counter_intervals(samples, interval_s=interval_s,
                                        modulus=meter.rollover_max,
                                        multiplier=meter.multiplier, replacements=replacements)
-            # Keep only intervals whose overlapping reading pairs were all loaded and judged
-            # with a neighbour on each side: the outermost padding reading is a reference only.
-            first = samples[1].ts if samples[0].ts < lo.timestamp() and len(samples) > 2 \
-                else samples[0].ts
-            last = samples[-2].ts if samples[-1].ts > hi.timestamp() and len(samples) > 2 \
-                else samples[-1].ts
+            # Keep only intervals whose reading pairs were judged with enough context on both
+            # sides: where the padding did not reach the end of the meter's data, its
+            # outermost EDGE readings are references only.
+            before = sum(1 for x in samples if x.ts < lo.timestamp())
+            after = sum(1 for x in samples if x.ts > hi.timestamp())
+            first = samples[EDGE].ts if before == PAD_READINGS else samples[0].ts
+            last = samples[-1 - EDGE].ts if after == PAD_READINGS else samples[-1].ts
             keep_lo = math.ceil(first / interval_s) * interval_s
             keep_hi = math.floor(last / interval_s) * interval_s
         w_lo = datetime.fromtimestamp(keep_lo, UTC)

@@ -190,6 +190,12 @@ def cmd_verdicts(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from simulators.cli import run
+
+    return run(settings, args)
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from core.demo import run_demo
 
@@ -198,6 +204,66 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 # -- parser ------------------------------------------------------------------------------------
 Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def _add_simulate_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``energymon simulate modbus|mqtt|backfill|truth`` (handlers in simulators.cli)."""
+    sim = sub.add_parser("simulate", help="simulated plants and meters over Modbus TCP and "
+                                          "MQTT, backfill, ground truth")
+    modes = sim.add_subparsers(dest="simulate_command", required=True, metavar="MODE")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--fleet", help="fleet file (default: the example fleet)")
+        p.add_argument("--plants", help="comma-separated plant ids (default: all simulated)")
+        p.add_argument("--seed", type=int, help="override the fleet's simulation seed")
+        p.add_argument("--no-faults", action="store_true", help="ignore declared faults")
+
+    p = modes.add_parser("modbus", help="serve the Modbus-simulated plants over Modbus TCP")
+    common(p)
+    _clock_args(p)
+    p.add_argument("--host", help="listen address for every plant (default: the fleet's)")
+    p.add_argument("--free-ports", action="store_true",
+                   help="listen on free ports instead of the fleet's ports")
+    p.add_argument("--endpoints", metavar="FILE",
+                   help="write plant -> host, port, unit ids as JSON (for collector configs)")
+    p.add_argument("--truth", metavar="FILE", help="write the ground truth of the run at exit")
+
+    p = modes.add_parser("mqtt", help="publish the MQTT-pushing plants to the broker")
+    common(p)
+    _clock_args(p)
+    p.add_argument("--url", help="broker URL (default ENERGYMON_MQTT_URL)")
+    p.add_argument("--all-plants", action="store_true",
+                   help="publish every simulated plant (Modbus plants as gateway batches)")
+    p.add_argument("--mode", choices=["batch", "single"], help="override the payload shape")
+    p.add_argument("--truth", metavar="FILE", help="write the ground truth of the run at exit")
+
+    p = modes.add_parser("backfill", help="generate history fast (COPY, or via MQTT)")
+    common(p)
+    p.add_argument("--days", type=float, required=True, help="days of history")
+    p.add_argument("--end", help="end of the history, ISO 8601 with offset (default now)")
+    p.add_argument("--via", choices=["copy", "mqtt"], default="copy",
+                   help="copy: binary COPY into readings (default); mqtt: publish to the broker")
+    p.add_argument("--url", help="broker URL for --via mqtt (default ENERGYMON_MQTT_URL)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--truth", metavar="FILE", help="write the ground truth of the period")
+
+    p = modes.add_parser("truth", help="write the ground truth of a period and print verdicts")
+    common(p)
+    p.add_argument("--from", dest="start", help="start, ISO 8601 with offset")
+    p.add_argument("--to", dest="end", help="end, ISO 8601 with offset (default now)")
+    p.add_argument("--days", type=float, default=1.0, help="days before --to when --from is "
+                                                            "not given (default 1)")
+    p.add_argument("--out", metavar="FILE", help="truth table (CSV, or .parquet)")
+    p.add_argument("--summary", metavar="FILE", help="per-unit summary as JSON")
+    sim.set_defaults(handler=cmd_simulate)
+
+
+def _clock_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", help="simulated start time, ISO 8601 with offset (default now)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="simulated seconds per wall second (default 1; 60 = a minute per second)")
+    p.add_argument("--duration", type=float,
+                   help="stop after this many wall seconds (default: run until interrupted)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--edition", type=int, help="catalogue edition (default: newest with values)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(handler=cmd_verdicts)
+
+    _add_simulate_parser(sub)
 
     p = sub.add_parser("demo", help="run the pipeline on embedded defaults and print a summary")
     p.add_argument("--fleet", help="fleet file (default: the example fleet)")

@@ -148,3 +148,24 @@ def test_a_single_spike_never_inflates_the_total(usage, where, height) -> None:
     spiked[where] = values[where] + height
     result = run(spiked)
     assert sum(i.quantity for i in result.intervals) == pytest.approx(values[-1] - values[0])
+
+
+@settings(max_examples=int(os.environ.get("ENERGYMON_HYPOTHESIS_EXAMPLES", "200")),
+          deadline=None)
+@given(st.lists(st.floats(min_value=1, max_value=100), min_size=20, max_size=80),
+       st.integers(min_value=1, max_value=60), st.integers(min_value=2, max_value=4),
+       st.floats(min_value=100, max_value=1e4), st.booleans())
+def test_a_run_of_spikes_never_inflates_the_total(usage, where, length, factor, up) -> None:
+    """A fault that multiplies (or divides) the register for several readings in a row."""
+    register, values = 1_000_000.0, [1_000_000.0]
+    for use in usage:
+        register += use
+        values.append(register)
+    where = min(where, len(values) - length - 1)
+    spiked = list(values)
+    for i in range(where, where + length):
+        spiked[i] = values[i] * factor if up else values[i] / factor
+    result = run(spiked)
+    total = sum(i.quantity for i in result.intervals)
+    assert total == pytest.approx(values[-1] - values[0])
+    assert all(i.quantity >= 0 for i in result.intervals)
