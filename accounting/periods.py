@@ -22,8 +22,16 @@ class Period:
 
     @property
     def granularity(self) -> str:
-        """The coarsest rollup that tiles this period exactly."""
-        return "day" if self.kind == "day" else "month"
+        """The coarsest rollup that tiles this period exactly (month, day or hour)."""
+        def at(ts: datetime, **zero: int) -> bool:
+            return all(getattr(ts, k) == v for k, v in zero.items())
+
+        midnight = {"hour": 0, "minute": 0, "second": 0, "microsecond": 0}
+        if at(self.start, day=1, **midnight) and at(self.end, day=1, **midnight):
+            return "month"
+        if at(self.start, **midnight) and at(self.end, **midnight):
+            return "day"
+        return "hour"
 
 
 def _month_start(year: int, month: int, tz: ZoneInfo) -> datetime:

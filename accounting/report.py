@@ -20,14 +20,14 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 def print_verdicts(results: list[UnitResult], kpis: list[AreaKpi], period: str) -> None:
     print(f"Verdicts for {period} (local calendar)")
-    header = (f"{'plant':<22} {'unit':<10} {'catalogue entry':<34} {'intensity':>10} "
+    header = (f"{'plant':<22} {'unit':<10} {'catalogue entry':<42} {'intensity':>10} "
               f"{'benchmark':>9} {'baseline':>8} {'unit':<16} {'gap %':>7} {'save tce':>9} "
               f"{'est %':>5} {'data %':>6}  status")
     print(header)
     print("-" * len(header))
     for r in sorted(results, key=lambda r: (r.plant, r.unit)):
         entry = f"{r.catalogue_key or '-'}" + (f" ({r.edition})" if r.edition else "")
-        print(f"{r.plant:<22} {r.unit:<10} {entry:<34} {_num(r.intensity):>10} "
+        print(f"{r.plant:<22} {r.unit:<10} {entry:<42} {_num(r.intensity):>10} "
               f"{_num(r.benchmark):>9} {_num(r.baseline):>8} {r.intensity_unit or '-':<16} "
               f"{_num(r.gap_to_benchmark_pct):>7} {_num(r.saving_potential_tce):>9} "
               f"{r.estimated_share * 100:>5.1f} {r.completeness * 100:>6.1f}  "

@@ -1,7 +1,9 @@
-"""``energymon demo``: the pipeline on embedded defaults, ending with a printed summary.
+"""``energymon demo``: the pipeline on embedded defaults, ending with the verdicts.
 
-Stage reached so far: embedded PostgreSQL, schema migration, the example fleet in the
-registry. Later stages (simulators, collectors, ingest, API, verdicts) attach here.
+Stages: embedded PostgreSQL (or ENERGYMON_DATABASE_URL), schema migration, the example fleet
+in the registry, a week of simulated history (simulators backfill, COPY path), accounting
+(interval energy, rollups) and the verdicts of every production unit against the benchmark
+and baseline levels.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from core.fleet import load_fleet
+from core.fleet import Fleet, load_fleet
 from core.migrate import migrate
 from core.registry import load_registry
 from core.runtime import database_url, redact
@@ -23,7 +25,7 @@ def _step(message: str) -> float:
     return time.monotonic()
 
 
-def run_demo(settings: Settings, fleet_path: Path | None = None) -> int:
+def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7) -> int:
     from core.cli import example_fleet_path
 
     fleet_path = fleet_path or example_fleet_path()
@@ -58,7 +60,47 @@ def run_demo(settings: Settings, fleet_path: Path | None = None) -> int:
     print(f"{'plant':<24} {'region':<8} {'units':>5} {'meters':>6}  catalogue entries")
     for code, _name, region, _industry, units, meters, keys in rows:
         print(f"{code:<24} {region:<8} {units:>5} {meters:>6}  {keys or '-'}")
+    _history(url, fleet, days)
     print()
     print("Next: `energymon db status` shows the embedded database; connect with "
-          "`psql \"$(energymon db url)\"`.")
+          "`psql \"$(energymon db url)\"`; `energymon verdicts --period ytd:YYYY-MM` "
+          "judges any period.")
     return 0
+
+
+def _history(url: str, fleet: Fleet, days: int) -> None:
+    """Backfill ``days`` of simulated history, account for it and print the verdicts."""
+    from datetime import UTC, datetime, timedelta
+
+    from accounting.periods import Period
+    from accounting.report import print_verdicts
+    from accounting.store import Accountant
+    from accounting.verdicts import area_kpis, unit_results
+    from core.migrate import calendar_timezone
+    from simulators.backfill import backfill_copy
+    from simulators.model import FleetModel
+
+    with psycopg.connect(url) as conn:
+        tz = calendar_timezone(conn)
+    from zoneinfo import ZoneInfo
+
+    local = ZoneInfo(tz)
+    today = datetime.now(UTC).astimezone(local).replace(hour=0, minute=0, second=0,
+                                                        microsecond=0)
+    start = today - timedelta(days=days)
+    k0, k1 = int(start.timestamp()) // 900, int(today.timestamp()) // 900
+    _step(f"simulating {days} days of history ({start:%Y-%m-%d} to {today:%Y-%m-%d}, "
+          f"local {tz}) with the fleet's declared faults")
+    result = backfill_copy(FleetModel(fleet), url, k0, k1 + 1)
+    print(f"    {result.inserted} readings stored ({result.rows - result.inserted} already "
+          f"present, {result.dropped} lost to simulated communication faults)")
+    began = _step("accounting: interval energy, standard coal, CO2, rollups")
+    stats = Accountant(url).process_dirty(limit=1_000_000)
+    print(f"    {stats.meters} meters, {stats.intervals} intervals, {stats.rollovers} "
+          f"rollovers, {stats.resets} resets, {stats.spikes} spikes set aside "
+          f"({time.monotonic() - began:.1f} s)")
+    print()
+    with psycopg.connect(url) as conn:
+        results = unit_results(conn, Period(f"{start:%Y-%m-%d}..{today:%Y-%m-%d}", "custom",
+                                            start, today))
+    print_verdicts(results, area_kpis(results), f"{start:%Y-%m-%d} to {today:%Y-%m-%d}")

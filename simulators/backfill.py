@@ -118,6 +118,11 @@ def backfill_copy(model: FleetModel, database_url: str, k0: int, k1: int, *,
                     "ON CONFLICT (meter_id, ts) DO NOTHING")
                 inserted += max(cur.rowcount, 0)
                 conn.execute("TRUNCATE energymon_sim_stage")
+                # queue the range for accounting, in the same transaction as the readings
+                ids_in_chunk = [ids[mm.plant_id, mm.id] for mm in meters]
+                conn.execute("SELECT energymon_mark_dirty(%s, %s, %s)", (
+                    ids_in_chunk, [stamps[0]] * len(ids_in_chunk),
+                    [stamps[-1]] * len(ids_in_chunk)))
     seconds = bar.close()
     return BackfillResult(generated, inserted, dropped, seconds)
 

@@ -272,3 +272,24 @@ def test_declared_output_and_measured_calorific_value(migrated_db: str,
     assert r.energy_kgce == pytest.approx(24_000 * 23_000 / 29_307.6)
     assert r.output == 300
     assert r.intensity == pytest.approx(24_000 * 23_000 / 29_307.6 / 300)
+
+
+@pytest.mark.parametrize(("spec", "granularity"), [
+    ("2026-10", "month"), ("ytd:2026-10", "month"), ("r12:2026-10", "month"),
+    ("2026", "month"), ("2026-10-05", "day"),
+])
+def test_period_granularity(spec: str, granularity: str) -> None:
+    period = parse_period(spec, SH)
+    assert period.granularity == granularity
+    assert period.start.tzinfo is SH and period.start.hour == 0
+
+
+def test_custom_periods_use_the_finest_rollup_that_tiles_them() -> None:
+    from accounting.periods import Period
+
+    week = Period("w", "custom", datetime(2026, 11, 14, tzinfo=SH),
+                  datetime(2026, 11, 21, tzinfo=SH))
+    assert week.granularity == "day"
+    hours = Period("h", "custom", datetime(2026, 11, 14, 6, tzinfo=SH),
+                   datetime(2026, 11, 14, 9, tzinfo=SH))
+    assert hours.granularity == "hour"

@@ -45,6 +45,12 @@ def test_demo_on_embedded_defaults(server_dir: Path) -> None:
         for plant in ("jx-yujiang-cement", "jx-shangyou-glass", "gx-liuzhou-steel",
                       "cq-jiangjin-chem"):
             assert plant in run.stdout
+        # the demo ends with the verdicts: the example fleet has all three statuses
+        verdicts = run.stdout[run.stdout.index("Verdicts for"):]
+        for status in ("at benchmark (达到标杆)", "below benchmark: improve",
+                       "BELOW BASELINE: retrofit"):
+            assert status in verdicts
+        assert "no output in period" not in verdicts
         again = subprocess.run([*energymon, "demo"], env=env, capture_output=True, text=True,
                                timeout=240, check=False)
         assert again.returncode == 0, again.stderr
