@@ -55,7 +55,34 @@ def _load_fleet_or_report(path: str) -> object:
     return fleet
 
 
+def _is_gateway_file(path: str) -> bool:
+    """A YAML mapping with a top-level ``gateway`` key is a collector gateway file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False  # reported by the fleet loader
+    return isinstance(data, dict) and "gateway" in data
+
+
+def _check_gateway(path: str) -> int:
+    from collector.config import GatewayConfigError, load_gateway
+
+    try:
+        gw = load_gateway(path)
+    except GatewayConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{path}: valid gateway {gw.id!r} for plant {gw.plant!r}: {len(gw.links)} links, "
+          f"{len(gw.devices)} devices, {gw.meter_count} meters, spool "
+          f"{gw.spool.capacity_readings} readings ({gw.spool.when_full})")
+    return EXIT_OK
+
+
 def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
+    if _is_gateway_file(args.file):
+        return _check_gateway(args.file)
     fleet = _load_fleet_or_report(args.file)
     if fleet is None:
         return EXIT_CONFIG
@@ -67,6 +94,25 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{args.file}: valid fleet {fleet.fleet!r}: {len(fleet.regions)} regions, "
           f"{len(fleet.plants)} plants, {units} production units, {meters} meters")
     return EXIT_OK
+
+
+def cmd_collect(settings: Settings, args: argparse.Namespace) -> int:
+    from collector.config import GatewayConfigError, load_gateway
+
+    try:
+        gateway = load_gateway(args.gateway_file)
+    except GatewayConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if settings.mqtt is None and not args.spool_only:
+        print("error: ENERGYMON_MQTT_URL is not set: the collector has no broker to publish to "
+              "(use --spool-only to collect into the local spool without publishing)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    from collector.gateway import run_collector
+
+    return run_collector(gateway, data_dir=settings.data_dir,
+                         mqtt=None if args.spool_only else settings.mqtt)
 
 
 def cmd_registry_load(settings: Settings, args: argparse.Namespace) -> int:
@@ -281,9 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="storage backend for a new database (default: TimescaleDB if available)")
     p.set_defaults(handler=cmd_migrate)
 
-    p = sub.add_parser("check-config", help="validate a fleet file without writing anything")
+    p = sub.add_parser("check-config", help="validate a fleet or gateway file without writing "
+                       "anything")
     p.add_argument("file")
     p.set_defaults(handler=cmd_check_config)
+
+    p = sub.add_parser("collect", help="run a plant's collector gateway: poll Modbus meters, "
+                       "spool, publish to ENERGYMON_MQTT_URL")
+    p.add_argument("--config", dest="gateway_file", required=True, metavar="GATEWAY_YAML",
+                   help="gateway file (links, devices, spool; see collector/config.py)")
+    p.add_argument("--spool-only", action="store_true",
+                   help="collect into the local spool without publishing")
+    p.set_defaults(handler=cmd_collect)
 
     reg = sub.add_parser("registry", help="plants, production units and meters")
     reg_sub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")

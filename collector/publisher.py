@@ -1,0 +1,296 @@
+"""Forward the spool to the platform broker: QoS 1, one message per batch, delete on PUBACK.
+
+The spool is the source of truth; the paho client's own queue is only a window of at most
+``max_inflight`` messages. A batch leaves the spool only when the broker acknowledged the very
+message that carried it (paho 2.x ``on_publish(client, userdata, mid, reason_code,
+properties)`` with a success reason code). What paho had in flight when the connection dropped
+it re-sends by itself after reconnecting (same ``mid``, DUP flag); anything not acknowledged
+within ``ack_timeout_s`` of a live connection is published again from the spool. Duplicates on
+the wire are therefore possible (QoS 1 semantics) and loss is not: the platform keys readings
+by ``(meter, ts)``.
+
+Order: ``oldest_first`` publishes strictly in spool order (so each meter's readings reach the
+broker in time order); ``live_first`` publishes the newest cycle as soon as it is spooled and
+drains the older backlog oldest-first in between. In both modes the backlog is paced by a
+token bucket of ``drain_rate_msgs_s`` so a plant coming back after an outage does not flood
+its uplink or the platform.
+
+paho runs its network loop in its own thread; its callbacks only hand events to the asyncio
+loop (``call_soon_threadsafe``), where all spool access happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.config import PublishConfig
+from collector.observability import CollectorMetrics, OutageLog, log_event
+from collector.spool import Batch, Spool
+from core.payload import BatchPayload, topic_for
+from core.settings import MqttEndpoint
+
+__all__ = ["Publisher", "TokenBucket", "paho_client"]
+
+
+def paho_client(
+    endpoint: MqttEndpoint, client_id: str, *, manual_ack: bool = False
+) -> mqtt.Client:
+    """A paho client (callback API v2, MQTT 5) with credentials and TLS from ``endpoint``."""
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5,
+        manual_ack=manual_ack,
+    )
+    if endpoint.username is not None:
+        client.username_pw_set(endpoint.username, endpoint.password)
+    if endpoint.tls:
+        client.tls_set()
+    return client
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` stored."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = max(1.0, burst)
+        self._clock = clock
+        self._tokens = self.burst
+        self._at = clock()
+
+    def _fill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+
+    def take(self) -> bool:
+        self._fill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def wait_s(self) -> float:
+        """Seconds until a token is available."""
+        self._fill()
+        return max(0.0, (1 - self._tokens) / self.rate)
+
+
+class Publisher:
+    """Publishes spooled batches of one gateway to ``plants/{plant}/readings``."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        gateway_id: str,
+        plant: str,
+        endpoint: MqttEndpoint,
+        config: PublishConfig,
+        metrics: CollectorMetrics,
+        live_window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spool = spool
+        self.gateway_id = gateway_id
+        self.topic = topic_for(plant)
+        self.endpoint = endpoint
+        self.config = config
+        self.metrics = metrics
+        self.live_window_s = live_window_s
+        self._clock = clock
+        self._bucket = TokenBucket(config.drain_rate_msgs_s,
+                                   min(config.drain_rate_msgs_s, config.max_inflight), clock)
+        self._inflight: dict[int, tuple[int, float, int]] = {}  # seq -> (mid, sent_at, readings)
+        self._by_mid: dict[int, int] = {}
+        self._acked: list[int] = []  # acknowledged, not yet deleted from the spool
+        self._acked_set: set[int] = set()
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._connected = False
+        self._connected_since = 0.0
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self._broker_log = OutageLog("broker")
+        self._stopping = False
+
+    # ----------------------------------------------------------------- paho side (thread)
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn, *args)
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self._call(self._connected_event, not rc.is_failure, str(rc))
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        self._call(self._disconnected_event, str(rc))
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        self._call(self._ack_event, mid, bool(rc.is_failure), str(rc))
+
+    # ----------------------------------------------------------------- asyncio side
+    def _connected_event(self, ok: bool, reason: str) -> None:
+        where = f"{self.endpoint.host}:{self.endpoint.port}"
+        if not ok:
+            self._broker_log.failure(where, f"connection refused: {reason}")
+            return
+        self._connected = True
+        self._connected_since = self._clock()
+        self.metrics.mqtt_connected.set(1)
+        if not self._broker_log.success(where):
+            log_event(logging.INFO, "broker_connected", broker=where, topic=self.topic)
+        self._wake.set()
+
+    def _disconnected_event(self, reason: str) -> None:
+        self._connected = False
+        if self._stopping:
+            return
+        self.metrics.mqtt_connected.set(0)
+        self._broker_log.failure(f"{self.endpoint.host}:{self.endpoint.port}",
+                                 f"disconnected: {reason}", inflight=len(self._inflight))
+
+    def _ack_event(self, mid: int, failed: bool, reason: str) -> None:
+        seq = self._by_mid.pop(mid, None)
+        if seq is None:
+            return  # an ack for a message we already gave up on (it was re-sent)
+        _, _, n = self._inflight.pop(seq, (0, 0.0, 0))
+        if failed:
+            self.metrics.publish_refused.inc()
+            log_event(logging.ERROR, "publish_refused", seq=seq, reason=reason, topic=self.topic)
+        else:
+            self.metrics.acked.inc()
+            self.metrics.acked_readings.inc(n)
+            self._acked.append(seq)
+            self._acked_set.add(seq)
+            if self._flush_handle is None and self._loop is not None:
+                self._flush_handle = self._loop.call_later(0.05, self.flush_acks)
+        self._wake.set()
+
+    def flush_acks(self) -> None:
+        """Delete acknowledged batches from the spool (one transaction)."""
+        self._flush_handle = None
+        if not self._acked:
+            return
+        seqs, self._acked = self._acked, []
+        self.spool.ack(seqs)
+        self._acked_set.difference_update(seqs)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        client_id = self.config.client_id or f"energymon-{self.gateway_id}"
+        client = paho_client(self.endpoint, client_id)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.max_inflight_messages_set(self.config.max_inflight)
+        client.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        client.connect_async(self.endpoint.host, self.endpoint.port,
+                             keepalive=self.config.keepalive_s)
+        client.loop_start()
+        self._client = client
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Wait up to ``grace_s`` for in-flight acks, delete what was acked, disconnect."""
+        deadline = self._clock() + grace_s
+        while self._inflight and self._connected and self._clock() < deadline:
+            await asyncio.sleep(0.02)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.flush_acks()
+        self._stopping = True
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        self._loop = None
+
+    # ----------------------------------------------------------------- publishing
+    def _expire_inflight(self) -> None:
+        if not self._connected:
+            return
+        now = self._clock()
+        for seq, (mid, sent_at, _) in list(self._inflight.items()):
+            if now - max(sent_at, self._connected_since) > self.config.ack_timeout_s:
+                del self._inflight[seq]
+                self._by_mid.pop(mid, None)
+                self.metrics.republished.inc()
+                log_event(logging.WARNING, "ack_timeout", seq=seq,
+                          waited_s=round(now - sent_at, 1))
+
+    def _payload(self, batch: Batch) -> str:
+        return BatchPayload.model_validate({
+            "gateway": self.gateway_id,
+            "seq": batch.seq,
+            "sent_at": datetime.now(UTC),
+            "readings": [
+                {"meter": m, "ts": ts, "value": v, "quality": q} for m, ts, v, q in batch.readings
+            ],
+        }).model_dump_json(exclude_none=True)
+
+    def _send(self, batch: Batch) -> None:
+        assert self._client is not None
+        info = self._client.publish(self.topic, self._payload(batch), qos=1)
+        # rc NO_CONN still queues the message in paho, which sends it after reconnecting
+        self._inflight[batch.seq] = (info.mid, self._clock(), len(batch.readings))
+        self._by_mid[info.mid] = batch.seq
+        self.metrics.published.inc()
+
+    def _busy(self) -> set[int]:
+        return set(self._inflight) | self._acked_set
+
+    def publish_ready(self) -> float | None:
+        """Publish what the window and the rate allow; returns seconds to wait for a token."""
+        if not self._connected or self._client is None:
+            return None
+        room = self.config.max_inflight - len(self._inflight)
+        if room <= 0:
+            return None
+        if self.config.order == "live_first":
+            newest = self.spool.pending(1, self._busy(), newest=True)
+            if newest and time.time() - newest[0].created_at <= self.live_window_s:
+                self._send(newest[0])
+                room -= 1
+        while room > 0:
+            batches = self.spool.pending(min(room, 50), self._busy())
+            if not batches:
+                return None
+            for batch in batches:
+                if not self._bucket.take():
+                    return self._bucket.wait_s()
+                self._send(batch)
+                room -= 1
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set."""
+        while not stop.is_set():
+            self._wake.clear()
+            self._expire_inflight()
+            wait = self.publish_ready()
+            timeout = 0.5 if wait is None else min(0.5, max(wait, 0.001))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
