@@ -54,6 +54,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float, name: str) -> None:
+    """Return once ``proc`` accepts TCP connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
+            raise BrokerError(f"{name} exited at start{': ' + err if err else ''}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port),
+                                                                     timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise BrokerError(f"{name} did not listen on port {port} within {timeout} s")
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 @dataclass
 class Mosquitto:
     """A mosquitto process on 127.0.0.1:``port`` with its state under ``workdir``.
@@ -127,28 +151,15 @@ class Mosquitto:
         self._proc = subprocess.Popen(
             [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr \
-                    else ""
-                raise BrokerError(f"mosquitto exited at start: {err.strip()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ):
-                return self.url
-            time.sleep(0.05)
-        self.stop()
-        raise BrokerError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+        try:
+            _wait_listening(self._proc, self.port, timeout, "mosquitto")
+        except BrokerError:
+            self.stop()
+            raise
+        return self.url
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        _terminate(self._proc)
         self._proc = None
 
     def kill(self) -> None:
@@ -199,25 +210,16 @@ class PythonBroker:
             raise BrokerError("neither mosquitto nor the amqtt package is installed")
         with open(self.workdir / "amqtt.log", "ab") as log:  # the child keeps its own copy
             self._proc = subprocess.Popen([str(exe), "-c", str(conf)], stdout=log, stderr=log)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise BrokerError(f"amqtt exited at start; see {self.workdir / 'amqtt.log'}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.2
-            ):
-                return self.url
-            time.sleep(0.1)
-        self.stop()
-        raise BrokerError(f"amqtt did not listen on port {self.port} within {timeout} s")
+        try:
+            _wait_listening(self._proc, self.port, timeout,
+                            f"amqtt (log: {self.workdir / 'amqtt.log'})")
+        except BrokerError:
+            self.stop()
+            raise
+        return self.url
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        _terminate(self._proc)
         self._proc = None
 
 

@@ -40,6 +40,20 @@ class QualityCode(IntEnum):
     MISSING = 3
 
 
+def aware_timestamp(ts: datetime) -> datetime:
+    """Validator: a timestamp must carry its UTC offset."""
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise ValueError("timestamp must carry a time zone (e.g. 2026-01-01T00:15:00+08:00)")
+    return ts
+
+
+def finite_value(value: float) -> float:
+    """Validator: NaN and infinity are not readings."""
+    if not math.isfinite(value):
+        raise ValueError("value must be a finite number (NaN and infinity are rejected)")
+    return value
+
+
 class Reading(BaseModel):
     """One value of one meter at one instant."""
 
@@ -51,16 +65,5 @@ class Reading(BaseModel):
     value: float
     quality: Quality = Quality.GOOD
 
-    @field_validator("ts")
-    @classmethod
-    def _aware(cls, ts: datetime) -> datetime:
-        if ts.tzinfo is None or ts.utcoffset() is None:
-            raise ValueError("timestamp must carry a time zone (e.g. 2026-01-01T00:15:00+08:00)")
-        return ts
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("value must be a finite number (NaN and infinity are rejected)")
-        return value
+    _aware = field_validator("ts")(aware_timestamp)
+    _finite = field_validator("value")(finite_value)

@@ -19,13 +19,12 @@ at 0 only with a new ``gateway`` boot id), so the platform can count gaps and re
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.contract import CODE_PATTERN, Quality
+from core.contract import CODE_PATTERN, Quality, aware_timestamp, finite_value
 
 PAYLOAD_VERSION = 1
 MAX_PAYLOAD_BYTES = 1_048_576   # larger messages are dead-lettered as 'oversized'
@@ -53,19 +52,8 @@ class WireReading(BaseModel):
     value: float
     quality: Quality = Quality.GOOD
 
-    @field_validator("ts")
-    @classmethod
-    def _aware(cls, ts: datetime) -> datetime:
-        if ts.tzinfo is None or ts.utcoffset() is None:
-            raise ValueError("timestamp must carry a UTC offset")
-        return ts
-
-    @field_validator("value")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("value must be finite (NaN and infinity are rejected)")
-        return value
+    _aware = field_validator("ts")(aware_timestamp)
+    _finite = field_validator("value")(finite_value)
 
 
 class BatchPayload(BaseModel):
