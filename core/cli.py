@@ -248,6 +248,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, fleet_path=Path(args.fleet) if args.fleet else None)
 
 
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.service import options_from_args, run_ingest
+
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return run_ingest(settings, options)
+
+
 # -- parser ------------------------------------------------------------------------------------
 Handler = Callable[[Settings, argparse.Namespace], int]
 
@@ -350,6 +361,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status", "start", "stop", "url"], nargs="?",
                    default="status")
     p.set_defaults(handler=cmd_db)
+
+    p = sub.add_parser("ingest", help="consume readings from MQTT into the database "
+                       "(needs ENERGYMON_MQTT_URL)")
+    p.add_argument("--group", "--workers-group", dest="group", default="ingest",
+                   help="MQTT 5 shared-subscription group; workers of one group split the "
+                   "stream (default: ingest)")
+    p.add_argument("--client-id", help="stable MQTT client id of this worker, unique per worker "
+                   "(default: energymon-<group>-<hostname>); a restarted worker with the same id "
+                   "gets its unacknowledged messages again")
+    p.add_argument("--batch-size", type=int, default=20_000,
+                   help="readings per database transaction (default: 20000)")
+    p.add_argument("--flush-interval", type=float, default=0.2,
+                   help="seconds a queued reading may wait for its batch (default: 0.2)")
+    p.add_argument("--max-pending", type=int, default=200_000,
+                   help="bound of the queue in readings; receiving waits when full "
+                   "(default: 200000)")
+    p.add_argument("--future-tolerance", type=float, default=300,
+                   help="seconds a reading may be ahead of its receive time (default: 300)")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics on this port (default: off)")
+    p.add_argument("--metrics-addr", default="127.0.0.1",
+                   help="address of the metrics endpoint (default: 127.0.0.1)")
+    p.add_argument("--receive-maximum", type=int, default=20_000,
+                   help="unacknowledged messages the broker may send at once (default: 20000)")
+    p.add_argument("--session-expiry", type=int, default=3600,
+                   help="seconds the broker keeps this worker's session and unacknowledged "
+                   "messages while it is away (default: 3600)")
+    p.add_argument("--drain-timeout", type=float, default=30,
+                   help="seconds to commit what was received at shutdown (default: 30)")
+    p.set_defaults(handler=cmd_ingest)
 
     p = sub.add_parser("accounting", help="turn readings into interval energy and rollups")
     p.add_argument("action", choices=["run", "once", "rebuild"], nargs="?", default="run",

@@ -43,7 +43,7 @@ class QualityCode(IntEnum):
 def aware_timestamp(ts: datetime) -> datetime:
     """Validator: a timestamp must carry its UTC offset."""
     if ts.tzinfo is None or ts.utcoffset() is None:
-        raise ValueError("timestamp must carry a time zone (e.g. 2026-01-01T00:15:00+08:00)")
+        raise ValueError("timestamp must carry a UTC offset (e.g. 2026-01-01T00:15:00+08:00)")
     return ts
 
 

@@ -16,7 +16,7 @@ def test_reading_round_trip() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"ts": datetime(2026, 1, 1)}, "time zone"),
+        ({"ts": datetime(2026, 1, 1)}, "UTC offset"),
         ({"value": float("nan")}, "finite"),
         ({"value": float("inf")}, "finite"),
         ({"meter_id": "Bad Id"}, "pattern"),

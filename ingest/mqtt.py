@@ -1,0 +1,232 @@
+"""The MQTT transport: a shared subscription feeding the pipeline, acknowledged after commit.
+
+- paho-mqtt 2.x, ``CallbackAPIVersion.VERSION2``, MQTT 5, ``manual_ack=True``: a QoS 1 message
+  is acknowledged (PUBACK) only from the pipeline's ``on_done`` callback, i.e. after its readings
+  and dead letters are committed. A crash before the commit means redelivery, never loss.
+- ``$share/<group>/plants/+/readings``: every worker of a group gets a share of the stream.
+- A persistent session (``clean_start=False`` with a session expiry) under a stable client id:
+  messages delivered but not acknowledged when the connection or the process dies are
+  redelivered when the worker comes back.
+- Subscribe in ``on_connect`` (so every reconnect re-subscribes); paho's loop thread reconnects
+  with an explicit, capped backoff (``reconnect_delay_set``).
+- An acknowledgement belongs to the connection its message came on: after a disconnect, the
+  acknowledgements of messages received before it are dropped (packet ids are only meaningful
+  on their connection; the broker redelivers those messages and the writer absorbs them).
+- ``ReceiveMaximum`` bounds the unacknowledged messages the broker sends; the pipeline's
+  bounded queue blocks this thread when full, so backpressure reaches the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from core.payload import plant_from_topic
+from core.settings import MqttEndpoint
+from ingest.model import Receipt
+from ingest.pipeline import IngestPipeline, PipelineClosed
+
+log = logging.getLogger(__name__)
+
+READINGS_TOPICS = ("plants/+/readings",)
+
+
+def default_client_id(group: str = "ingest") -> str:
+    """A stable id per host, so a restarted worker resumes its session (use --client-id to run
+    several workers on one host)."""
+    host = socket.gethostname().split(".")[0].lower() or "host"
+    return f"energymon-{group}-{host}"[:64]
+
+
+class MqttIngestWorker:
+    """Consumes readings from the broker into an :class:`IngestPipeline`."""
+
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        endpoint: MqttEndpoint,
+        *,
+        group: str = "ingest",
+        client_id: str | None = None,
+        topics: Sequence[str] = READINGS_TOPICS,
+        qos: int = 1,
+        session_expiry: int = 3600,
+        receive_maximum: int = 20_000,
+        keepalive: int = 30,
+        reconnect_min: int = 1,
+        reconnect_max: int = 30,
+        quiet_period: float = 0.3,
+    ) -> None:
+        if qos not in (0, 1):
+            raise ValueError("qos must be 0 or 1 (QoS 1 is the contract)")
+        self.pipeline = pipeline
+        self.endpoint = endpoint
+        self.group = group
+        self.client_id = client_id or default_client_id(group)
+        self.filters = [f"$share/{group}/{topic}" if group else topic for topic in topics]
+        self.qos = qos
+        self.session_expiry = session_expiry
+        self.receive_maximum = max(1, min(receive_maximum, 65_535))
+        self.keepalive = keepalive
+        self.quiet_period = quiet_period
+        self.metrics = pipeline.metrics
+        self.received = 0                    # messages handed to the pipeline
+        self._topics: dict[str, tuple[str | None, str]] = {}   # topic -> (plant, source)
+        self._generation = 0                 # bumped on every (dis)connect
+        self._ack_lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._draining = False
+        self._stopped = False
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if endpoint.username:
+            client.username_pw_set(endpoint.username, endpoint.password)
+        if endpoint.tls:
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=reconnect_min, max_delay=reconnect_max)
+        client.max_inflight_messages_set(100)    # our own publishes: none, but bounded anyway
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
+        client.on_message = self._on_message
+        self._unsubscribed = threading.Event()
+        self.client = client
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> MqttIngestWorker:
+        """Connect in the background (paho's loop thread retries until the broker answers)."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry
+        props.ReceiveMaximum = self.receive_maximum
+        self.client.connect_async(self.endpoint.host, self.endpoint.port,
+                                  keepalive=self.keepalive, clean_start=False, properties=props)
+        self.client.loop_start()
+        return self
+
+    def wait_subscribed(self, timeout: float | None = None) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def stop(self, drain_timeout: float = 30.0) -> bool:
+        """Graceful stop: unsubscribe, commit (and acknowledge) what arrives until the broker
+        has nothing more for this session (or ``drain_timeout``), then disconnect. Returns True
+        when everything received was committed; anything else stays unacknowledged in the
+        session and is redelivered when a worker with this client id connects again."""
+        if self._stopped:
+            return True
+        self._draining = True
+        deadline = time.monotonic() + drain_timeout
+        if self.client.is_connected():
+            self._unsubscribed.clear()
+            self.client.unsubscribe(self.filters)
+            self._unsubscribed.wait(min(5, drain_timeout))
+        # the broker still sends what it had queued for this session: take it until quiet
+        clean = True
+        while True:
+            seen = self.received
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.pipeline.flush(remaining):
+                clean = False
+                break
+            time.sleep(min(self.quiet_period, max(0.0, deadline - time.monotonic())))
+            if self.received == seen and self.pipeline.pending == 0:
+                break
+        self._stopped = True
+        with self._ack_lock:
+            # the acks queued by the flush must leave before the DISCONNECT packet
+            self.client.disconnect()
+        self.client.loop_stop()
+        self.metrics.mqtt_connected.set(0)
+        return clean
+
+    # -- callbacks (paho's loop thread) --------------------------------------------------------
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        with self._ack_lock:
+            self._generation += 1
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason_code: mqtt.ReasonCode, properties: Properties | None) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the connection: %s", self.endpoint.host,
+                      self.endpoint.port, reason_code)
+            return
+        with self._ack_lock:
+            self._generation += 1
+        self.metrics.mqtt_connected.set(1)
+        self.metrics.mqtt_connects.inc()
+        log.info("connected to %s:%d as %s (session %s); subscribing %s", self.endpoint.host,
+                 self.endpoint.port, self.client_id,
+                 "resumed" if flags.session_present else "new", ", ".join(self.filters))
+        if self._draining:
+            return
+        client.subscribe([(f, SubscribeOptions(qos=self.qos)) for f in self.filters])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[mqtt.ReasonCode], properties: Properties | None) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("subscription refused by the broker: %s", ", ".join(failed))
+            return
+        self._subscribed.set()
+
+    def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                        reason_codes: list[mqtt.ReasonCode],
+                        properties: Properties | None) -> None:
+        self._unsubscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any,
+                       flags: mqtt.DisconnectFlags, reason_code: mqtt.ReasonCode,
+                       properties: Properties | None) -> None:
+        with self._ack_lock:
+            self._generation += 1
+        self._subscribed.clear()
+        self.metrics.mqtt_connected.set(0)
+        if not self._stopped:
+            log.warning("disconnected from the broker (%s); paho reconnects with backoff",
+                        reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any,
+                    message: mqtt.MQTTMessage) -> None:
+        try:
+            topic = message.topic
+            on_done = None
+            if message.qos > 0:
+                on_done = partial(self._ack, self._generation, message.mid, message.qos)
+            known = self._topics.get(topic)
+            if known is None:
+                if len(self._topics) > 100_000:
+                    self._topics.clear()
+                known = self._topics[topic] = (plant_from_topic(topic), "mqtt:" + topic)
+            self.pipeline.submit(known[0], message.payload, known[1], on_done=on_done)
+            self.received += 1
+        except PipelineClosed:
+            # shutting down: not acknowledged, the broker redelivers it
+            log.debug("message on %s not taken: pipeline closed", message.topic)
+        except Exception:  # nothing may kill paho's loop thread
+            log.exception("unexpected failure handling a message on %r", message.topic)
+
+    # -- acknowledgement (writer thread) -------------------------------------------------------
+    def _ack(self, generation: int, mid: int, qos: int, receipt: Receipt) -> None:
+        if not receipt.durable:
+            return  # abandoned: no ack, the broker redelivers
+        with self._ack_lock:
+            if generation != self._generation or self._stopped:
+                self.metrics.acks_dropped.inc()
+                return
+            self.client.ack(mid, qos)

@@ -1,0 +1,220 @@
+"""The PostgreSQL writer: one batch of messages per transaction, binary COPY, idempotent.
+
+Per batch, in one transaction:
+
+1. Readings, already encoded as binary COPY tuples by validation (:mod:`ingest.rows`), so the
+   writer only concatenates blocks. Optimistic fast path: binary ``COPY readings FROM STDIN``
+   inside a savepoint.
+   When a key of the batch is already stored (a redelivery, a resend) the COPY fails with
+   ``unique_violation``; the savepoint is rolled back and the batch goes the dedup path:
+   binary COPY into a temporary staging table, then
+   ``INSERT INTO readings SELECT ... FROM ingest_stage ON CONFLICT (meter_id, ts) DO NOTHING``.
+   Staged rows whose key now holds another value or quality are written to
+   ``reading_conflicts`` (first write wins, the second value is kept for review); identical
+   redeliveries are absorbed. After a duplicate the writer stays on the dedup path for a while
+   (redeliveries come in runs) before it tries the fast path again.
+2. Dead letters (rejected messages or readings, with their raw bytes), binary COPY.
+
+Concurrent workers are safe: two transactions writing the same key serialise on the unique
+index; the later one fails the fast path or skips the row with ON CONFLICT.
+
+The writer makes one attempt per call and raises on error; retrying, backoff and setting
+batches aside are the pipeline's job (``ingest.pipeline``). A broken connection is dropped and
+re-made on the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+from ingest.model import Unit, WriteStats
+from ingest.reasons import ReasonCode
+from ingest.rows import COPY_HEADER, COPY_TRAILER, decode_rows, to_micros
+from ingest.validation import DeadLetter
+
+log = logging.getLogger(__name__)
+
+STAGE_TABLE = "ingest_stage"
+_DEAD_TYPES = ["timestamptz", "text", "text", "text", "text", "bytea"]
+
+_COPY_READINGS = sql.SQL(
+    "COPY {} (meter_id, ts, value, quality) FROM STDIN (FORMAT BINARY)"
+).format(sql.Identifier("readings"))
+_CREATE_STAGE = sql.SQL(
+    "CREATE TEMPORARY TABLE IF NOT EXISTS {} (meter_id int8 NOT NULL, ts timestamptz NOT NULL, "
+    "value float8 NOT NULL, quality int2 NOT NULL) ON COMMIT DELETE ROWS"
+).format(sql.Identifier(STAGE_TABLE))
+_COPY_STAGE = sql.SQL(
+    "COPY {} (meter_id, ts, value, quality) FROM STDIN (FORMAT BINARY)"
+).format(sql.Identifier(STAGE_TABLE))
+_INSERT_FROM_STAGE = sql.SQL(
+    "INSERT INTO readings (meter_id, ts, value, quality) "
+    "SELECT meter_id, ts, value, quality FROM {} "
+    "ON CONFLICT (meter_id, ts) DO NOTHING"
+).format(sql.Identifier(STAGE_TABLE))
+_FIND_CONFLICTS = sql.SQL(
+    "SELECT s.meter_id, s.ts, r.value, r.quality, s.value, s.quality "
+    "FROM {} s JOIN readings r ON r.meter_id = s.meter_id AND r.ts = s.ts "
+    "WHERE r.value <> s.value OR r.quality <> s.quality"
+).format(sql.Identifier(STAGE_TABLE))
+_INSERT_CONFLICT = (
+    "INSERT INTO reading_conflicts (meter_id, ts, stored_value, stored_quality, new_value, "
+    "new_quality, source) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_COPY_DEAD = sql.SQL(
+    "COPY {} (received_at, source, plant_code, reason_code, reason, payload) "
+    "FROM STDIN (FORMAT BINARY)"
+).format(sql.Identifier("dead_letters"))
+
+
+def _text(value: str | None) -> str | None:
+    """Text safe for a PostgreSQL text column (no NUL, no lone surrogates)."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class PgWriter:
+    """Writes batches of :class:`Unit` to PostgreSQL/TimescaleDB over one connection."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5,
+        dedup_hold: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.dedup_hold = dedup_hold
+        self._clock = clock
+        self._conn: psycopg.Connection | None = None
+        self._fast_after = 0.0
+
+    # -- connection --------------------------------------------------------------------------
+    def _connection(self) -> psycopg.Connection:
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._drop()
+        conn = psycopg.connect(self.url, autocommit=True,
+                               connect_timeout=max(1, int(self.connect_timeout)),
+                               application_name="energymon-ingest")
+        try:
+            conn.execute(_CREATE_STAGE)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        log.info("ingest writer connected to the database")
+        return conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # closing a dead connection may fail; nothing to keep
+                log.debug("closing a broken connection failed", exc_info=True)
+            self._conn = None
+
+    def close(self) -> None:
+        self._drop()
+
+    # -- writing -----------------------------------------------------------------------------
+    def write(self, units: Sequence[Unit]) -> WriteStats:
+        """Write ``units`` in one transaction; raise on any error (nothing is then written)."""
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                stats = self._write_readings(conn, units)
+                self._write_dead(conn, [(u, d) for u in units for d in u.dead], stats)
+            return stats
+        except BaseException:
+            if conn.closed or conn.broken:
+                self._drop()
+            raise
+
+    def write_dead_letters(self, items: Sequence[tuple[Unit, DeadLetter]]) -> WriteStats:
+        """Write only dead letters (used to set a message aside)."""
+        conn = self._connection()
+        stats = WriteStats()
+        try:
+            with conn.transaction():
+                self._write_dead(conn, items, stats)
+            return stats
+        except BaseException:
+            if conn.closed or conn.broken:
+                self._drop()
+            raise
+
+    def _write_readings(self, conn: psycopg.Connection, units: Sequence[Unit]) -> WriteStats:
+        total = sum(u.count for u in units)
+        stats = WriteStats()
+        if not total:
+            return stats
+        data = b"".join([COPY_HEADER, *(u.rows for u in units if u.count), COPY_TRAILER])
+        if self._clock() >= self._fast_after:
+            try:
+                with conn.transaction(), conn.cursor() as cur, cur.copy(_COPY_READINGS) as copy:
+                    copy.write(data)
+                stats.inserted = total
+                return stats
+            except psycopg.errors.UniqueViolation:
+                self._fast_after = self._clock() + self.dedup_hold
+                log.debug("batch holds already stored keys; deduplicating through staging")
+        return self._write_dedup(conn, units, data, total, stats)
+
+    def _write_dedup(self, conn: psycopg.Connection, units: Sequence[Unit], data: bytes,
+                     total: int, stats: WriteStats) -> WriteStats:
+        with conn.cursor() as cur:
+            with cur.copy(_COPY_STAGE) as copy:
+                copy.write(data)
+            cur.execute(_INSERT_FROM_STAGE)
+            stats.inserted = max(cur.rowcount, 0)
+            if stats.inserted < total:
+                found = cur.execute(_FIND_CONFLICTS).fetchall()
+                if found:
+                    self._record_conflicts(cur, units, found)
+                stats.conflicts = len(found)
+                stats.duplicates = total - stats.inserted - stats.conflicts
+        return stats
+
+    @staticmethod
+    def _record_conflicts(cur: psycopg.Cursor, units: Sequence[Unit],
+                          found: list[tuple[int, datetime, float, int, float, int]]) -> None:
+        """Keep each second value with the source of the message that brought it."""
+        source_of: dict[tuple[int, int, float, int], str] = {}
+        for unit in units:
+            for meter_id, ts, value, quality in decode_rows(unit.rows):
+                source_of.setdefault((meter_id, to_micros(ts), value, quality), unit.source)
+        params = []
+        seen: set[tuple[int, datetime, float, int]] = set()
+        for meter_id, ts, stored_v, stored_q, new_v, new_q in found:
+            if (meter_id, ts, new_v, new_q) in seen:
+                continue
+            seen.add((meter_id, ts, new_v, new_q))
+            source = source_of.get((meter_id, to_micros(ts), new_v, new_q), "unknown")
+            params.append((meter_id, ts, stored_v, stored_q, new_v, new_q, _text(source)))
+        cur.executemany(_INSERT_CONFLICT, params)
+
+    @staticmethod
+    def _write_dead(conn: psycopg.Connection, items: Sequence[tuple[Unit, DeadLetter]],
+                    stats: WriteStats) -> None:
+        if not items:
+            return
+        counts: dict[ReasonCode, int] = {}
+        with conn.cursor() as cur, cur.copy(_COPY_DEAD) as copy:
+            copy.set_types(_DEAD_TYPES)
+            for unit, dead in items:
+                copy.write_row((unit.received_at, _text(unit.source), _text(unit.plant_code),
+                                dead.reason_code.value, _text(dead.reason), dead.payload))
+                counts[dead.reason_code] = counts.get(dead.reason_code, 0) + 1
+        for code, count in counts.items():
+            stats.dead_letters[code] = stats.dead_letters.get(code, 0) + count
