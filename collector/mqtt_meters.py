@@ -188,10 +188,13 @@ class MqttMeterSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 30)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        client.connect_async(endpoint.host, endpoint.port, keepalive=30, clean_start=False,
-                             properties=props)
+        if endpoint.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+            client.connect_async(endpoint.host, endpoint.port, keepalive=30, clean_start=False,
+                                 properties=props)
+        else:  # MQTT 3.1.1: the persistent session comes from clean_session=False
+            client.connect_async(endpoint.host, endpoint.port, keepalive=30)
         client.loop_start()
         self._client = client
 

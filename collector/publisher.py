@@ -44,13 +44,15 @@ __all__ = ["Publisher", "TokenBucket", "paho_client"]
 def paho_client(
     endpoint: MqttEndpoint, client_id: str, *, manual_ack: bool = False
 ) -> mqtt.Client:
-    """A paho client (callback API v2, MQTT 5) with credentials and TLS from ``endpoint``."""
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5,
-        manual_ack=manual_ack,
-    )
+    """A paho client (callback API v2; MQTT 5, or 3.1.1 with a persistent session when the
+    endpoint says so) with credentials and TLS from ``endpoint``."""
+    if endpoint.mqtt5:
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                             client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+    else:
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                             client_id=client_id, protocol=mqtt.MQTTv311,
+                             clean_session=False, manual_ack=manual_ack)
     if endpoint.username is not None:
         client.username_pw_set(endpoint.username, endpoint.password)
     if endpoint.tls:

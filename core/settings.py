@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -36,9 +36,15 @@ class MqttEndpoint(BaseModel):
     username: str | None = None
     password: str | None = Field(default=None, repr=False)
     tls: bool = False
+    protocol: Literal["5", "3.1.1"] = "5"
+
+    @property
+    def mqtt5(self) -> bool:
+        return self.protocol == "5"
 
     @classmethod
     def parse(cls, url: str) -> MqttEndpoint:
+        """``mqtt[s]://[user:pass@]host[:port][?protocol=3.1.1]``."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ValueError(
@@ -48,12 +54,17 @@ class MqttEndpoint(BaseModel):
         if not parts.hostname:
             raise ValueError("ENERGYMON_MQTT_URL has no host (expected mqtt://user:pass@host:1883)")
         tls = parts.scheme in ("mqtts", "ssl")
+        query = parse_qs(parts.query)
+        protocol = query.get("protocol", ["5"])[-1]
+        if protocol not in ("5", "3.1.1"):
+            raise ValueError(f"ENERGYMON_MQTT_URL protocol must be 5 or 3.1.1 (got {protocol!r})")
         return cls(
             host=parts.hostname,
             port=parts.port or (8883 if tls else 1883),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
+            protocol=protocol,  # type: ignore[arg-type]
         )
 
 
@@ -129,7 +140,12 @@ class Settings(BaseSettings):
 
     @property
     def mqtt(self) -> MqttEndpoint | None:
-        return MqttEndpoint.parse(self.mqtt_url) if self.mqtt_url else None
+        if not self.mqtt_url:
+            return None
+        endpoint = MqttEndpoint.parse(self.mqtt_url)
+        if "protocol=" not in self.mqtt_url and self.mqtt_protocol != endpoint.protocol:
+            endpoint = endpoint.model_copy(update={"protocol": self.mqtt_protocol})
+        return endpoint
 
     @property
     def tz(self) -> ZoneInfo:

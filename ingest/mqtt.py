@@ -74,7 +74,9 @@ class MqttIngestWorker:
         self.endpoint = endpoint
         self.group = group
         self.client_id = client_id or default_client_id(group)
-        self.filters = [f"$share/{group}/{topic}" if group else topic for topic in topics]
+        # MQTT 3.1.1 brokers have no shared subscriptions: one worker takes the whole stream
+        self.filters = [f"$share/{group}/{topic}" if group and endpoint.mqtt5 else topic
+                        for topic in topics]
         self.qos = qos
         self.session_expiry = session_expiry
         self.receive_maximum = max(1, min(receive_maximum, 65_535))
@@ -88,12 +90,12 @@ class MqttIngestWorker:
         self._subscribed = threading.Event()
         self._draining = False
         self._stopped = False
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
+        if endpoint.mqtt5:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=mqtt.MQTTv5, manual_ack=True)
+        else:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
         if endpoint.username:
             client.username_pw_set(endpoint.username, endpoint.password)
         if endpoint.tls:
@@ -112,11 +114,16 @@ class MqttIngestWorker:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> MqttIngestWorker:
         """Connect in the background (paho's loop thread retries until the broker answers)."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry
-        props.ReceiveMaximum = self.receive_maximum
-        self.client.connect_async(self.endpoint.host, self.endpoint.port,
-                                  keepalive=self.keepalive, clean_start=False, properties=props)
+        if self.endpoint.mqtt5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry
+            props.ReceiveMaximum = self.receive_maximum
+            self.client.connect_async(self.endpoint.host, self.endpoint.port,
+                                      keepalive=self.keepalive, clean_start=False,
+                                      properties=props)
+        else:
+            self.client.connect_async(self.endpoint.host, self.endpoint.port,
+                                      keepalive=self.keepalive)
         self.client.loop_start()
         return self
 
@@ -175,7 +182,10 @@ class MqttIngestWorker:
                  "resumed" if flags.session_present else "new", ", ".join(self.filters))
         if self._draining:
             return
-        client.subscribe([(f, SubscribeOptions(qos=self.qos)) for f in self.filters])
+        if self.endpoint.mqtt5:
+            client.subscribe([(f, SubscribeOptions(qos=self.qos)) for f in self.filters])
+        else:
+            client.subscribe([(f, self.qos) for f in self.filters])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: list[mqtt.ReasonCode], properties: Properties | None) -> None:

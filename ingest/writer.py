@@ -13,7 +13,8 @@ Per batch, in one transaction:
    ``reading_conflicts`` (first write wins, the second value is kept for review); identical
    redeliveries are absorbed. After a duplicate the writer stays on the dedup path for a while
    (redeliveries come in runs) before it tries the fast path again.
-2. Dead letters (rejected messages or readings, with their raw bytes), binary COPY.
+2. Accounting: each meter's time range of the batch is queued with energymon_mark_dirty().
+3. Dead letters (rejected messages or readings, with their raw bytes), binary COPY.
 
 Concurrent workers are safe: two transactions writing the same key serialise on the unique
 index; the later one fails the fast path or skips the row with ON CONFLICT.
@@ -35,7 +36,14 @@ from psycopg import sql
 
 from ingest.model import Unit, WriteStats
 from ingest.reasons import ReasonCode
-from ingest.rows import COPY_HEADER, COPY_TRAILER, decode_rows, to_micros
+from ingest.rows import (
+    COPY_HEADER,
+    COPY_TRAILER,
+    decode_keys,
+    decode_rows,
+    from_micros,
+    to_micros,
+)
 from ingest.validation import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -134,12 +142,33 @@ class PgWriter:
         try:
             with conn.transaction():
                 stats = self._write_readings(conn, units)
+                if stats.inserted:
+                    self._queue_accounting(conn, units)
                 self._write_dead(conn, [(u, d) for u in units for d in u.dead], stats)
             return stats
         except BaseException:
             if conn.closed or conn.broken:
                 self._drop()
             raise
+
+    @staticmethod
+    def _queue_accounting(conn: psycopg.Connection, units: Sequence[Unit]) -> None:
+        """Queue each meter's time range of the batch for accounting (energymon_mark_dirty),
+        in the transaction that stores the readings, so late and pushed readings recompute
+        the intervals they touch."""
+        lo: dict[int, int] = {}
+        hi: dict[int, int] = {}
+        for unit in units:
+            if not unit.count:
+                continue
+            for meter_id, micros in decode_keys(unit.rows):
+                if micros < lo.get(meter_id, micros + 1):
+                    lo[meter_id] = micros
+                if micros > hi.get(meter_id, micros - 1):
+                    hi[meter_id] = micros
+        ids = list(lo)
+        conn.execute("SELECT energymon_mark_dirty(%s, %s, %s)",
+                     (ids, [from_micros(lo[m]) for m in ids], [from_micros(hi[m]) for m in ids]))
 
     def write_dead_letters(self, items: Sequence[tuple[Unit, DeadLetter]]) -> WriteStats:
         """Write only dead letters (used to set a message aside)."""

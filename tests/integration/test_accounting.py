@@ -293,3 +293,30 @@ def test_custom_periods_use_the_finest_rollup_that_tiles_them() -> None:
     hours = Period("h", "custom", datetime(2026, 11, 14, 6, tzinfo=SH),
                    datetime(2026, 11, 14, 9, tzinfo=SH))
     assert hours.granularity == "hour"
+
+
+def test_ingested_readings_are_queued_for_accounting(migrated_db: str,
+                                                     example_fleet_path: Path) -> None:
+    import json
+
+    from ingest.pipeline import IngestPipeline
+
+    setup_db(migrated_db, example_fleet_path)
+    pipeline = IngestPipeline.for_database(migrated_db).start()
+    try:
+        t0 = datetime(2026, 10, 9, tzinfo=SH)
+        body = {"gateway": "gw-1", "seq": 1, "readings": [
+            {"meter": "k1-elec", "ts": (t0 + i * Q).isoformat(), "value": 100.0 + 10 * i}
+            for i in range(5)]}
+        receipt = pipeline.submit("jx-yujiang-cement", json.dumps(body).encode(), "test")
+        receipt.wait(10)
+        assert receipt.accepted == 5
+    finally:
+        pipeline.close()
+    with psycopg.connect(migrated_db) as conn:
+        queued = conn.execute("SELECT from_ts, to_ts FROM accounting_dirty").fetchall()
+    assert queued == [(t0, t0 + 4 * Q)]
+    stats = Accountant(migrated_db).process_dirty()
+    assert stats.intervals == 4
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("SELECT sum(quantity) FROM energy_intervals").fetchone() == (40.0,)

@@ -93,3 +93,48 @@ def test_python_broker_fallback_carries_qos1(tmp_path) -> None:  # type: ignore[
         sub.loop_stop()
     finally:
         broker.stop()
+
+
+def test_ingest_and_collector_clients_speak_mqtt_311_to_the_python_broker(
+        tmp_path, migrated_db: str, example_fleet_path) -> None:  # type: ignore[no-untyped-def]
+    """The demo's fallback broker is MQTT 3.1.1 only: ingest subscribes without a shared
+    subscription and stores what a 3.1.1 publisher sends."""
+    import json
+    import time
+
+    import psycopg
+
+    from core.broker import PythonBroker
+    from core.fleet import load_fleet
+    from core.registry import load_registry
+    from core.settings import MqttEndpoint
+    from ingest.service import IngestOptions, IngestService
+
+    with psycopg.connect(migrated_db) as conn:
+        load_registry(conn, load_fleet(example_fleet_path))
+    broker = PythonBroker(tmp_path / "py")
+    broker.start()
+    endpoint = MqttEndpoint.parse(broker.url + "?protocol=3.1.1")
+    assert not endpoint.mqtt5
+    service = IngestService(migrated_db, endpoint, IngestOptions(client_id="t-311")).start()
+    try:
+        assert service.worker.wait_subscribed(10)
+        assert service.worker.filters == ["plants/+/readings"]
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        body = {"gateway": "gw-1", "seq": 1, "readings": [
+            {"meter": "k1-elec", "ts": "2026-11-20T10:15:00+08:00", "value": 12.5}]}
+        pub.publish("plants/jx-yujiang-cement/readings", json.dumps(body), qos=1
+                    ).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        count = 0
+        while time.monotonic() < deadline and count == 0:
+            with psycopg.connect(migrated_db) as conn:
+                count = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+            time.sleep(0.2)
+        assert count == 1
+        pub.loop_stop()
+    finally:
+        service.stop()
+        broker.stop()

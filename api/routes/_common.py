@@ -1,0 +1,76 @@
+"""Parameters and helpers shared by the routers: periods, time ranges, pagination."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+from fastapi import Query, Request, Response
+
+from accounting.periods import Period, parse_period
+from api.problems import Problem
+
+PERIOD_DOC = ("Reporting period on the local calendar: a day `2026-10-05`, a month `2026-10`, "
+              "a year `2026`, year to date `ytd:2026-10` or rolling twelve months "
+              "`r12:2026-10`.")
+PeriodQuery = Annotated[str, Query(description=PERIOD_DOC, examples=["2026-10"],
+                                   min_length=4, max_length=16)]
+LimitQuery = Annotated[int, Query(ge=1, description="Page size (at most the configured "
+                                  "page_max, default 1000).")]
+OffsetQuery = Annotated[int, Query(ge=0, le=10_000_000,
+                                   description="Index of the first item to return.")]
+PlantPath = Annotated[str, "plant code"]
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def period_of(spec: str, tz: ZoneInfo) -> Period:
+    try:
+        period = parse_period(spec, tz)
+    except ValueError as exc:
+        raise Problem(422, "invalid-period", str(exc)) from None
+    if not 1900 <= period.start.year <= 2200:
+        raise Problem(422, "invalid-period", f"period {spec!r}: year outside 1900..2200")
+    return period
+
+
+def instant(value: str, tz: ZoneInfo, name: str) -> datetime:
+    """A query-string instant: a date (local midnight) or ISO 8601 with a UTC offset."""
+    text = value.strip()
+    try:
+        if _DATE.match(text):
+            d = date.fromisoformat(text)
+            return datetime(d.year, d.month, d.day, tzinfo=tz)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Problem(422, "invalid-request",
+                      f"query parameter {name}: {value!r} is neither a date (2026-10-01) nor "
+                      "an ISO 8601 time with offset (2026-10-01T08:00:00+08:00)") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise Problem(422, "invalid-request",
+                      f"query parameter {name}: {value!r} has no UTC offset; write e.g. "
+                      f"{text}+08:00, or a plain date for local midnight")
+    if not 1900 <= parsed.year <= 2200:
+        raise Problem(422, "invalid-request", f"query parameter {name}: year {parsed.year} is "
+                      "outside 1900..2200")
+    return parsed
+
+
+def check_limit(limit: int, maximum: int, name: str = "limit") -> int:
+    if limit > maximum:
+        raise Problem(422, "invalid-request",
+                      f"query parameter {name}: at most {maximum} (got {limit}); page with "
+                      "offset/next instead")
+    return limit
+
+
+def page_links(request: Request, response: Response, *, count: int, limit: int,
+               offset: int) -> str | None:
+    """URL of the next page (also set as a Link header), or None on the last page."""
+    if offset + limit >= count:
+        return None
+    url = str(request.url.include_query_params(offset=offset + limit, limit=limit))
+    response.headers["Link"] = f'<{url}>; rel="next"'
+    return url

@@ -1,0 +1,68 @@
+"""Liveness, readiness and Prometheus metrics (no token needed; bind the API privately)."""
+
+from __future__ import annotations
+
+import psycopg
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api import queries, schemas
+from api.deps import StateDep
+from api.problems import Problem
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=schemas.Health, summary="Liveness: the process answers")
+def health() -> schemas.Health:
+    return schemas.Health(status="ok")
+
+
+@router.get("/ready", response_model=schemas.Readiness,
+            responses={503: {"model": schemas.Readiness,
+                             "description": "Database unreachable or schema not migrated."}},
+            summary="Readiness: database reachable and schema migrated")
+def ready(state: StateDep, response: Response) -> schemas.Readiness:
+    from core.migrate import available_migrations
+
+    try:
+        with state.database.connection() as conn:
+            backend_row = conn.execute(
+                "SELECT value FROM energymon_meta WHERE key = 'backend'").fetchone()
+            latest, applied = queries.schema_version(conn)
+    except (psycopg.Error, OSError) as exc:
+        response.status_code = 503
+        response.headers["Retry-After"] = "5"
+        return schemas.Readiness(status="not_ready", database="unreachable",
+                                 schema_version=None, pending_migrations=[],
+                                 detail=str(exc).strip().splitlines()[0] if str(exc).strip()
+                                 else type(exc).__name__)
+    from core.migrate import Backend
+
+    backend = Backend(backend_row[0]) if backend_row else Backend.POSTGRES
+    pending = [f"{m.version:04d}_{m.name}" for m in available_migrations(backend)
+               if m.version not in set(applied)]
+    if pending:
+        response.status_code = 503
+        return schemas.Readiness(status="not_ready", database="reachable",
+                                 schema_version=latest, pending_migrations=pending,
+                                 detail="run `energymon migrate`")
+    return schemas.Readiness(status="ready", database="reachable", schema_version=latest,
+                             pending_migrations=[])
+
+
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)",
+            response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                             "description": "Prometheus text format."}})
+def metrics(state: StateDep, request: Request) -> Response:
+    if not state.config.metrics_public:
+        raise Problem(404, "not-found", "metrics are not served on this address")
+    pool = state.database.pool.get_stats()
+    state.metrics.pool_size.set(pool.get("pool_size", 0))
+    state.metrics.pool_available.set(pool.get("pool_available", 0))
+    state.metrics.pool_waiting.set(pool.get("requests_waiting", 0))
+    body = generate_latest(state.metrics.registry)
+    for registry in state.extra_registries:
+        body += generate_latest(registry)  # type: ignore[arg-type]
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,183 @@
+"""History for audits: any meter, unit or plant, any range, at 15 min / hour / day / month
+(and raw readings for a meter), as JSON pages or CSV / XLSX / Parquet downloads.
+
+Sources: ``energy_intervals`` (15 min), ``energy_by_meter_{hour,day,month}`` (local calendar),
+``readings`` (raw). A bucket is included when its start lies in ``[from, to)``.
+
+Limits (``ENERGYMON_API_*``, see :class:`api.config.ApiConfig`):
+
+- JSON: pages of at most ``history_json_max_rows`` rows (default 10 000); ``next`` resumes
+  at the first bucket not on the page (keyset, so deep pages cost the same as the first);
+- CSV: streamed from a server-side cursor, at most ``csv_max_rows`` (default 5 000 000);
+- XLSX: at most ``xlsx_max_rows`` (default 200 000); Parquet: ``parquet_max_rows``
+  (default 2 000 000); both are built in memory.
+
+A download is refused *before* any work with 422 ``export-too-large`` when the range can
+hold more rows than the limit (buckets in the range x series; raw: counted up to the limit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from api import exports, queries, schemas
+from api.deps import Db, DbDep, meter_in_scope, plant_in_scope, unit_in_scope
+from api.problems import READ, Problem, responses
+from api.routes._common import instant
+from api.routes.registry import MeterCode, PlantCode, UnitCode
+
+router = APIRouter(tags=["history"])
+
+Resolution = Literal["raw", "15min", "hour", "day", "month"]
+Format = Literal["json", "csv", "xlsx", "parquet"]
+FromQuery = Annotated[str, Query(alias="from", max_length=40, examples=["2026-10-01"],
+                                 description="Start: a date (local midnight) or ISO 8601 with "
+                                 "offset.")]
+ToQuery = Annotated[str, Query(alias="to", max_length=40, examples=["2026-11-01"],
+                               description="End (exclusive): a date or ISO 8601 with offset.")]
+ResolutionQuery = Annotated[Resolution, Query(
+    description="15min (intervals), hour, day or month (local calendar rollups); raw = "
+    "stored readings, meters only.")]
+FormatQuery = Annotated[Format, Query(
+    description="json (paged) or a download: csv (streamed), xlsx, parquet.")]
+LimitQuery = Annotated[int, Query(ge=1, description="JSON page size (at most "
+                                  "history_json_max_rows, default 10 000).")]
+
+_DOWNLOAD = {200: {"description": "History rows; a download for format=csv|xlsx|parquet.",
+                   "content": {"text/csv": {"schema": {"type": "string"}},
+                               exports.MEDIA["xlsx"]: {"schema": {"type": "string",
+                                                                  "format": "binary"}},
+                               exports.MEDIA["parquet"]: {"schema": {"type": "string",
+                                                                     "format": "binary"}}}}}
+
+
+def _buckets(start: datetime, end: datetime, resolution: str, tz: object) -> int:
+    seconds = (end - start).total_seconds()
+    if resolution == "15min":
+        return math.ceil(seconds / 900) + 1
+    if resolution == "hour":
+        return math.ceil(seconds / 3600) + 1
+    if resolution == "day":
+        return math.ceil(seconds / 86400) + 2
+    a, b = start.astimezone(tz), end.astimezone(tz)  # type: ignore[arg-type]
+    return (b.year - a.year) * 12 + (b.month - a.month) + 2
+
+
+def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
+             unit: queries.UnitRow | None, meter: queries.MeterRow | None, start_s: str,
+             end_s: str, resolution: str, fmt: str, limit: int) -> object:
+    tz = db.state.tz
+    start, end = instant(start_s, tz, "from"), instant(end_s, tz, "to")
+    if start >= end:
+        raise Problem(422, "invalid-request", "query parameter from: must be before `to`")
+    if resolution == "raw" and level != "meter":
+        raise Problem(422, "invalid-request", "resolution raw (stored readings) is available "
+                      "for a meter: /plants/{plant}/meters/{meter}/history")
+    cfg = db.config
+    series = 1 if level == "meter" else max(1, queries.series_count(
+        db.conn, level=level, plant_pk=plant.pk, unit_pk=unit.pk if unit else None))
+    meta = {"level": level, "plant": plant.id, "unit": unit.id if unit else None,
+            "meter": meter.id if meter else None, "resolution": resolution,
+            "from": start.astimezone(tz), "to": end.astimezone(tz), "timezone": str(tz)}
+    args = dict(level=level, resolution=resolution, plant_pk=plant.pk,
+                unit_pk=unit.pk if unit else None, meter_pk=meter.pk if meter else None,
+                start=start, end=end)
+    if fmt == "json":
+        if limit > cfg.history_json_max_rows:
+            raise Problem(422, "invalid-request", f"query parameter limit: at most "
+                          f"{cfg.history_json_max_rows} rows per JSON page (got {limit}); "
+                          "follow `next`, or download csv")
+        limit = max(limit, series)  # a page holds at least one whole bucket
+        query, params = queries.history_query(limit=limit + 1, **args)
+        data, boundary = queries.history_json_page(db.conn, query, params, limit)
+        next_url = None if boundary is None else str(request.url.include_query_params(
+            **{"from": boundary.astimezone(tz).isoformat()}))
+        meta_json = schemas.HistoryMeta(columns=exports.COLUMN_UNITS, **meta).model_dump_json(
+            by_alias=True)
+        db.state.metrics.export_rows.labels("json").inc(data.count('"ts"'))
+        # the rows are rendered by PostgreSQL (same fields as schemas.HistoryRow)
+        body = f'{{"meta":{meta_json},"data":{data},"next":{json.dumps(next_url)}}}'
+        return Response(body, media_type="application/json")
+    bound = {"csv": cfg.csv_max_rows, "xlsx": cfg.xlsx_max_rows,
+             "parquet": cfg.parquet_max_rows}[fmt]
+    if resolution == "raw":
+        query, params = queries.history_query(limit=bound + 1, **args)
+        possible = queries.count_bounded(db.conn, query, params, bound)
+        what = "readings"
+    else:
+        possible = _buckets(start, end, resolution, tz) * series
+        what = f"{resolution} buckets x {series} series"
+    if possible > bound:
+        raise Problem(422, "export-too-large",
+                      f"this range can hold up to {possible} rows ({what}); a {fmt} download "
+                      f"holds at most {bound}: narrow the range, choose a coarser resolution"
+                      + (", or use format=csv (streamed)" if fmt != "csv" else ""),
+                      limit=bound, rows=possible)
+    query, params = queries.history_query(limit=None, **args)
+    name = "_".join(x for x in (plant.id, unit.id if unit else None,
+                                meter.id if meter else None) if x)
+    filename = (f"{name}_{resolution}_{start.astimezone(tz):%Y%m%d}-"
+                f"{end.astimezone(tz):%Y%m%d}.{fmt}")
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    text_meta = {k: (v.isoformat() if isinstance(v, datetime) else str(v or ""))
+                 for k, v in meta.items()}
+    metric = db.state.metrics.export_rows.labels(fmt)
+    if fmt == "csv":
+        def stream() -> Iterator[bytes]:
+            rows = -1  # the header line
+            for block in queries.history_csv(db.conn, query, params):
+                rows += block.count(b"\n")
+                yield block
+            metric.inc(max(rows, 0))
+
+        return StreamingResponse(stream(), media_type=exports.MEDIA["csv"], headers=headers)
+    rows_iter = queries.history_stream(db.conn, query, params)
+    if fmt == "xlsx":
+        body, n = exports.xlsx_bytes(rows_iter, tz, text_meta)
+    else:
+        body, n = exports.parquet_bytes(rows_iter, tz, text_meta)
+    metric.inc(n)
+    return Response(body, media_type=exports.MEDIA[fmt], headers=headers)
+
+
+@router.get("/plants/{plant}/history", response_model=schemas.History,
+            responses={**_DOWNLOAD, **responses(*READ)},
+            summary="History of a plant per energy type (JSON, CSV, XLSX, Parquet)")
+def plant_history(db: DbDep, request: Request, plant: PlantCode, start: FromQuery, end: ToQuery,
+                  resolution: ResolutionQuery = "hour", format: FormatQuery = "json",
+                  limit: LimitQuery = 1000) -> object:
+    p = plant_in_scope(db, plant)
+    return _history(db, request, level="plant", plant=p, unit=None, meter=None, start_s=start,
+                    end_s=end, resolution=resolution, fmt=format, limit=limit)
+
+
+@router.get("/plants/{plant}/units/{unit}/history", response_model=schemas.History,
+            responses={**_DOWNLOAD, **responses(*READ)},
+            summary="History of a production unit per energy type")
+def unit_history(db: DbDep, request: Request, plant: PlantCode, unit: UnitCode,
+                 start: FromQuery, end: ToQuery, resolution: ResolutionQuery = "hour",
+                 format: FormatQuery = "json", limit: LimitQuery = 1000) -> object:
+    p = plant_in_scope(db, plant)
+    u = unit_in_scope(db, p, unit)
+    return _history(db, request, level="unit", plant=p, unit=u, meter=None, start_s=start,
+                    end_s=end, resolution=resolution, fmt=format, limit=limit)
+
+
+@router.get("/plants/{plant}/meters/{meter}/history", response_model=schemas.History,
+            responses={**_DOWNLOAD, **responses(*READ)},
+            summary="History of one meter (raw readings too)")
+def meter_history(db: DbDep, request: Request, plant: PlantCode, meter: MeterCode,
+                  start: FromQuery, end: ToQuery, resolution: ResolutionQuery = "hour",
+                  format: FormatQuery = "json", limit: LimitQuery = 1000) -> object:
+    p = plant_in_scope(db, plant)
+    m = meter_in_scope(db, p, meter)
+    return _history(db, request, level="meter", plant=p, unit=None, meter=m, start_s=start,
+                    end_s=end, resolution=resolution, fmt=format, limit=limit)
+

@@ -1,0 +1,102 @@
+"""Running the API: ``energymon serve`` (blocking) and :func:`serve_in_thread` (demo, tests,
+perf harness).
+
+Usage from another process's composition root (e.g. ``core/demo.py``)::
+
+    from api.server import serve_in_thread
+
+    server = serve_in_thread(settings, port=8000)        # returns once the API is ready
+    print(f"API docs: {server.url}/docs")
+    ...
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import uvicorn
+
+from api.app import create_app
+from api.config import ApiConfig
+from core.settings import Settings
+
+
+def _server(settings: Settings, host: str, port: int, config: ApiConfig | None,
+            database_url: str | None, log_level: str) -> uvicorn.Server:
+    app = create_app(settings, config, database_url=database_url)
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                                         access_log=False, lifespan="on",
+                                         timeout_graceful_shutdown=10))
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
+          config: ApiConfig | None = None, log_level: str = "info") -> int:
+    """Serve until SIGINT/SIGTERM (uvicorn handles the signals); the exit code."""
+    server = _server(settings, host, port, config, None, log_level)
+    server.run()
+    return 0 if server.started else 1
+
+
+@dataclass
+class ServerHandle:
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_in_thread(settings: Settings, port: int = 0, *, host: str = "127.0.0.1",
+                    config: ApiConfig | None = None, database_url: str | None = None,
+                    log_level: str = "warning", timeout: float = 60.0) -> ServerHandle:
+    """Start the API in a daemon thread and return once it answers (port 0 = a free port).
+
+    Raises RuntimeError when it does not start within ``timeout`` seconds (e.g. the database
+    is not migrated: the lifespan fails and uvicorn stops).
+    """
+    port = port or free_port(host)
+    server = _server(settings, host, port, config, database_url, log_level)
+    thread = threading.Thread(target=server.run, name=f"energymon-api-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the API did not start on {host}:{port} (see the log above)")
+        time.sleep(0.05)
+    return ServerHandle(f"http://{host}:{port}", server, thread)
+
+
+def example_queries(base_url: str, token: str, *, plant: str = "jx-yujiang-cement",
+                    unit: str = "kiln-1", meter: str = "k1-elec", region: str = "360000",
+                    period: str | None = None, day: str | None = None) -> list[str]:
+    """A few ready-to-paste curl commands (for the demo's closing summary)."""
+    from datetime import date, timedelta
+
+    last = date.today().replace(day=1) - timedelta(days=1)
+    period = period or f"{last:%Y-%m}"
+    day = day or f"{last:%Y-%m-%d}"
+    auth = f"-H 'Authorization: Bearer {token}'"
+    api = f"{base_url}/api/v1"
+    return [
+        f"curl -s {auth} '{api}/plants'",
+        f"curl -s {auth} '{api}/plants/{plant}/intensity?period={period}'",
+        f"curl -s {auth} '{api}/flagged?period={period}&region={region}'",
+        f"curl -s {auth} '{api}/regions/{region}/kpis?period={period}'",
+        f"curl -s {auth} '{api}/plants/{plant}/status'",
+        f"curl -s {auth} '{api}/plants/{plant}/units/{unit}/energy?period={period}'",
+        f"curl -s {auth} -o history.csv '{api}/plants/{plant}/meters/{meter}/history"
+        f"?from={day}&to={last + timedelta(days=1):%Y-%m-%d}&resolution=15min&format=csv'",
+    ]

@@ -1,0 +1,358 @@
+"""API latency (p50/p99) of the intensity, flagged-units and history endpoints, and API time
+against the same SQL run directly, in one run.
+
+Issue 7 target: on 100 plants x 1 year of 15-minute data, API time <= 1.3x the same queries
+run directly (a psycopg connection as the table owner, no HTTP, no row-level security).
+
+    .venv/bin/python perf/api_bench.py [--plants 100] [--days 365] [--requests 60]
+
+Uses a fresh embedded PostgreSQL unless ENERGYMON_DATABASE_URL is set. Each plant has one
+clinker line with an electricity, a coal and a clinker counter (3 meters; 100 plants x 365
+days x 96 = 10.5 M readings), spread over four prefectures of one province; its coal use is
+drawn so that the plants straddle the benchmark and baseline levels. The API runs in-process
+under uvicorn (api.server.serve_in_thread) and is called over HTTP with keep-alive; the
+"direct" side runs the same functions (accounting.verdicts.unit_results, api.queries) on one
+connection. Both sides alternate request by request so they see the same cache state. API
+time is until the whole body is received (decoding the JSON on the client is not counted, as
+the direct side's result is not rendered either).
+Results go to perf/results/api.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from accounting.periods import parse_period
+from accounting.store import Accountant
+from accounting.verdicts import unit_results
+from api import queries
+from api.config import ApiConfig
+from api.server import serve_in_thread
+from api.tokens import create_token
+from benchmarks.catalogue import Catalogue
+from core.embedded_pg import EmbeddedPostgres
+from core.fleet import parse_fleet, uscc_check_char
+from core.migrate import migrate
+from core.registry import load_registry
+from core.settings import Settings
+
+SH = ZoneInfo("Asia/Shanghai")
+Q = timedelta(minutes=15)
+PREFECTURES = ["360100", "360200", "360300", "360400"]
+
+
+def synthetic_fleet(plants: int) -> dict:
+    regions = [{"code": "360000", "name": "江西省", "level": "province"}] + [
+        {"code": code, "name": f"prefecture {code}", "level": "prefecture",
+         "parent": "360000"} for code in PREFECTURES]
+    items = []
+    for i in range(plants):
+        first17 = f"91360000{i:04d}MA3AP"
+        items.append({
+            "id": f"api-{i:03d}", "uscc": first17 + uscc_check_char(first17),
+            "name": f"api perf plant {i}", "region": PREFECTURES[i % len(PREFECTURES)],
+            "industry": "cement", "energy_class": "ge_10000_tce", "key_unit": True,
+            "units": [{"id": "kiln", "name": "kiln", "catalogue": "cement/clinker",
+                       "product": "clinker", "product_unit": "t", "design_capacity": 5000,
+                       "capacity_unit": "t/d"}],
+            "meters": [
+                {"id": "elec", "name": "e", "unit": "kiln", "energy_type": "electricity",
+                 "kind": "counter", "eng_unit": "kWh"},
+                {"id": "coal", "name": "c", "unit": "kiln", "energy_type": "raw_coal",
+                 "kind": "counter", "eng_unit": "t"},
+                {"id": "clinker", "name": "k", "unit": "kiln", "energy_type": "product",
+                 "kind": "production", "eng_unit": "t"},
+            ],
+        })
+    return {"fleet": "api-perf", "regions": regions, "plants": items}
+
+
+def write_readings(url: str, days: int, start: datetime) -> int:
+    """Counters per plant; coal per t of clinker drawn between 0.11 and 0.17 t (about 80 to
+    122 kgce/t with electricity: at benchmark, below benchmark, below baseline)."""
+    rng = random.Random(7)
+    n = 0
+    with psycopg.connect(url) as conn:
+        meters = conn.execute("SELECT m.id, m.code, m.plant_id FROM meters m ORDER BY m.id"
+                              ).fetchall()
+        coal_per_t = {pid: rng.uniform(0.11, 0.17) for _, _, pid in meters}
+        with conn.cursor().copy("COPY readings (meter_id, ts, value, quality) FROM STDIN "
+                                "(FORMAT BINARY)") as cp:
+            cp.set_types(["int8", "timestamptz", "float8", "int2"])
+            for meter_id, code, plant_id in meters:
+                clinker = 5.2
+                rate = {"elec": 110.0 * clinker, "coal": coal_per_t[plant_id] * clinker,
+                        "clinker": clinker}[code]
+                value = 0.0
+                for k in range(days * 96 + 1):
+                    cp.write_row((meter_id, start + k * Q, value, 0))
+                    value += rate * rng.uniform(0.95, 1.05)
+                    n += 1
+    return n
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[idx]
+
+
+def server_seconds(client: object, route: str) -> tuple[float, float]:
+    """(sum, count) of the API's own latency histogram for ``route`` (time to the first byte
+    of the response, measured inside the server)."""
+    text = client.get("/metrics").text  # type: ignore[attr-defined]
+    total = count = 0.0
+    for line in text.splitlines():
+        if f'route="{route}"' not in line:
+            continue
+        if line.startswith("energymon_api_request_seconds_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("energymon_api_request_seconds_count"):
+            count = float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
+def measure(name: str, n: int, api: Callable[[int], None], direct: Callable[[int], None],
+            *, client: object = None, route: str | None = None) -> dict:
+    for i in range(3):  # warm both paths
+        api(i)
+        direct(i)
+    t_api, t_direct = [], []
+    before = server_seconds(client, route) if route else (0.0, 0.0)
+    for i in range(n):
+        t0 = time.perf_counter()
+        api(i)
+        t1 = time.perf_counter()
+        direct(i)
+        t2 = time.perf_counter()
+        t_api.append(t1 - t0)
+        t_direct.append(t2 - t1)
+    out = {
+        "requests": n,
+        "api_p50_ms": round(pct(t_api, 50) * 1000, 2),
+        "api_p99_ms": round(pct(t_api, 99) * 1000, 2),
+        "direct_p50_ms": round(pct(t_direct, 50) * 1000, 2),
+        "direct_p99_ms": round(pct(t_direct, 99) * 1000, 2),
+        "api_total_s": round(sum(t_api), 3),
+        "direct_total_s": round(sum(t_direct), 3),
+        "ratio_total": round(sum(t_api) / sum(t_direct), 3),
+        "ratio_p50": round(statistics.median(t_api) / statistics.median(t_direct), 3),
+    }
+    if route:
+        after = server_seconds(client, route)
+        server_mean = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+        out["server_mean_ms"] = round(server_mean * 1000, 2)
+        out["ratio_server_mean"] = round(server_mean / statistics.mean(t_direct), 3)
+    print(f"  {name:<34} API p50 {out['api_p50_ms']:>8.2f} ms p99 {out['api_p99_ms']:>8.2f} ms"
+          f" | direct p50 {out['direct_p50_ms']:>8.2f} ms p99 {out['direct_p99_ms']:>8.2f} ms"
+          f" | API/direct {out['ratio_total']:.2f}x"
+          + (f" (in-server {out['ratio_server_mean']:.2f}x)" if route else ""), flush=True)
+    return out
+
+
+def start_server_process(url: str) -> tuple[subprocess.Popen, str]:
+    """`energymon serve` in a child process (its own interpreter, as in production)."""
+    import httpx
+
+    from api.server import free_port
+
+    port = free_port()
+    env = {**os.environ, "ENERGYMON_DATABASE_URL": url, "ENERGYMON_API_RATE_PER_SECOND": "0",
+           "ENERGYMON_API_PUSH_ENABLED": "false", "ENERGYMON_LOG_LEVEL": "WARNING"}
+    process = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", str(port)],
+                               env=env, cwd=Path(__file__).resolve().parent.parent,
+                               stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                return process, base
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError("energymon serve exited during start-up")
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError("energymon serve did not become ready within 60 s")
+
+
+def main() -> None:
+    import httpx
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--plants", type=int, default=100)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--year", type=int, default=2025)
+    parser.add_argument("--requests", type=int, default=60, help="per endpoint")
+    parser.add_argument("--backend", choices=["auto", "postgres", "timescaledb"],
+                        default="auto")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "api.json"),
+                        help="results file (default perf/results/api.json)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with ENERGYMON_DATABASE_URL: keep the data of an earlier run of "
+                        "the same size instead of loading it again")
+    parser.add_argument("--in-process", action="store_true",
+                        help="serve the API in a thread of this process (shares the GIL with "
+                        "the client) instead of an `energymon serve` child process")
+    args = parser.parse_args()
+    start = datetime(args.year, 1, 1, tzinfo=SH)
+    url = os.environ.get("ENERGYMON_DATABASE_URL")
+    server = None
+    scratch = None
+    if not url:
+        scratch = Path(tempfile.mkdtemp(prefix="energymon-perf-api-"))
+        server = EmbeddedPostgres(scratch / "pg")
+        url = server.start("perf")
+    api_server = None
+    api_process = None
+    try:
+        backend = migrate(url, backend=args.backend).backend.value
+        with psycopg.connect(url) as conn:
+            have = conn.execute("SELECT count(*) FROM plants WHERE code LIKE 'api-%%'"
+                                ).fetchone()[0]
+        if args.reuse and have == args.plants:
+            n = args.plants * 3 * (args.days * 96 + 1)
+            print(f"reusing the {have} plants already in the database", flush=True)
+        else:
+            print(f"loading {args.plants} plants x {args.days} days ...", flush=True)
+            with psycopg.connect(url) as conn:
+                load_registry(conn, parse_fleet(synthetic_fleet(args.plants)))
+            t0 = time.perf_counter()
+            n = write_readings(url, args.days, start)
+            print(f"  {n:,} readings in {time.perf_counter() - t0:.0f} s", flush=True)
+            t0 = time.perf_counter()
+            Accountant(url).recompute(
+                progress=lambda d, t: print(f"\r  accounting {d}/{t} meters", end="",
+                                            flush=True))
+            print(f"\n  accounting in {time.perf_counter() - t0:.0f} s", flush=True)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+            plants = [r[0] for r in conn.execute("SELECT code FROM plants ORDER BY code")]
+            ids = {code: (pid, mid) for code, pid, mid in conn.execute(
+                "SELECT p.code, p.id, m.id FROM plants p JOIN meters m ON m.plant_id = p.id "
+                "WHERE m.code = 'elec'")}
+            conn.execute("DELETE FROM api_tokens WHERE name LIKE 'perf %%'")
+            _, admin = create_token(conn, name="perf admin", role="admin")
+            _, regulator = create_token(conn, name="perf regulator", role="regulator",
+                                        region="360000")
+            plant_tokens = {p: create_token(conn, name=f"perf {p}", role="plant", plant=p)[1]
+                            for p in plants}
+        if args.in_process:
+            api_server = serve_in_thread(
+                Settings(database_url=url), database_url=url,
+                config=ApiConfig(rate_per_second=0, push_enabled=False, pool_max=4))
+            base = api_server.url
+        else:
+            api_process, base = start_server_process(url)
+        client = httpx.Client(base_url=base, timeout=120)
+        direct = psycopg.connect(url, autocommit=True)
+        catalogue = Catalogue.load()
+        rng = random.Random(1)
+        picks = [rng.choice(plants) for _ in range(max(args.requests, 10) + 3)]
+        year = str(args.year)
+        month = f"{args.year}-06"
+        results: dict[str, dict] = {}
+
+        def get(path: str, token: str, **params: str) -> httpx.Response:
+            r = client.get(path, params=params, headers={"Authorization": f"Bearer {token}"})
+            r.raise_for_status()
+            return r
+
+        print("measuring (API over HTTP vs the same queries on a direct connection):")
+        results["intensity_plant_year"] = measure(
+            "intensity: one plant, one year", args.requests,
+            lambda i: get(f"/api/v1/plants/{picks[i]}/intensity", plant_tokens[picks[i]],
+                          period=year).content,
+            lambda i: unit_results(direct, parse_period(year, SH), plant=picks[i],
+                                   catalogue=catalogue),
+            client=client, route="/api/v1/plants/{plant}/intensity")
+        results["flagged_all_month"] = measure(
+            f"flagged: {args.plants} plants, one month", max(10, args.requests // 3),
+            lambda i: get("/api/v1/flagged", regulator, period=month, limit="1000").content,
+            lambda i: [r for r in unit_results(direct, parse_period(month, SH),
+                                               region="360000", catalogue=catalogue)
+                       if r.status in ("below_benchmark", "below_baseline")],
+            client=client, route="/api/v1/flagged")
+        results["flagged_all_year"] = measure(
+            f"flagged: {args.plants} plants, one year", max(10, args.requests // 3),
+            lambda i: get("/api/v1/flagged", admin, period=year, limit="1000").content,
+            lambda i: [r for r in unit_results(direct, parse_period(year, SH),
+                                               catalogue=catalogue)
+                       if r.status in ("below_benchmark", "below_baseline")],
+            client=client, route="/api/v1/flagged")
+
+        def direct_history(i: int, level: str, resolution: str, lo: str, hi: str,
+                           limit: int | None) -> None:
+            pid, mid = ids[picks[i]]
+            q, params = queries.history_query(
+                level=level, resolution=resolution, plant_pk=pid, unit_pk=None,
+                meter_pk=mid if level == "meter" else None,
+                start=datetime.fromisoformat(lo).replace(tzinfo=SH),
+                end=datetime.fromisoformat(hi).replace(tzinfo=SH),
+                limit=limit + 1 if limit else None)
+            direct.execute(q, params).fetchall()
+
+        y0, y1 = f"{args.year}-01-01", f"{args.year + 1}-01-01"
+        results["history_plant_day_year_json"] = measure(
+            "history: plant, day, 1 year, JSON", args.requests,
+            lambda i: get(f"/api/v1/plants/{picks[i]}/history", admin, resolution="day",
+                          limit="10000", **{"from": y0, "to": y1}).content,
+            lambda i: direct_history(i, "plant", "day", y0, y1, 10000),
+            client=client, route="/api/v1/plants/{plant}/history")
+        results["history_plant_hour_month_json"] = measure(
+            "history: plant, hour, 1 month, JSON", args.requests,
+            lambda i: get(f"/api/v1/plants/{picks[i]}/history", admin, resolution="hour",
+                          limit="10000",
+                          **{"from": f"{month}-01", "to": f"{month}-30"}).content,
+            lambda i: direct_history(i, "plant", "hour", f"{month}-01", f"{month}-30", 10000),
+            client=client, route="/api/v1/plants/{plant}/history")
+        results["history_meter_15min_year_csv"] = measure(
+            "history: meter, 15 min, 1 year, CSV", max(10, args.requests // 3),
+            lambda i: get(f"/api/v1/plants/{picks[i]}/meters/elec/history", admin,
+                          resolution="15min", format="csv", **{"from": y0, "to": y1}).content,
+            lambda i: direct_history(i, "meter", "15min", y0, y1, None))
+        worst = max(r["ratio_total"] for r in results.values())
+        overall = (sum(r["api_total_s"] for r in results.values())
+                   / sum(r["direct_total_s"] for r in results.values()))
+        summary = {"plants": args.plants, "days": args.days, "readings": n,
+                   "backend": backend, "goal_ratio": 1.3, "worst_ratio_total": worst,
+                   "all_requests_ratio": round(overall, 3), "endpoints": results}
+        out = Path(args.out)
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"API/direct over all measured requests {overall:.2f}x, worst endpoint "
+              f"{worst:.2f}x (goal <= 1.3x); results in {out}")
+        client.close()
+        direct.close()
+    finally:
+        if api_server is not None:
+            api_server.stop()
+        if api_process is not None:
+            api_process.terminate()
+            api_process.wait(30)
+        if server is not None:
+            server.stop("immediate")
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
