@@ -1,14 +1,17 @@
-"""``energymon demo``: the pipeline on embedded defaults, ending with the verdicts.
+"""``energymon demo``: the whole pipeline on embedded defaults, ending with the verdicts.
 
 Stages: embedded PostgreSQL (or ENERGYMON_DATABASE_URL), schema migration, the example fleet
-in the registry, a week of simulated history (simulators backfill, COPY path), accounting
-(interval energy, rollups) and the verdicts of every production unit against the benchmark
-and baseline levels.
+in the registry, a week of simulated history (simulators backfill, COPY path), accounting;
+then the live pipeline (core.demo_live: broker, simulated plants, collectors, ingest,
+accounting, API) for ``live`` seconds; then the verdicts of every production unit against the
+benchmark and baseline levels, the API's docs URL and example queries. With ``serve`` it keeps
+running until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -25,7 +28,8 @@ def _step(message: str) -> float:
     return time.monotonic()
 
 
-def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7) -> int:
+def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7,
+             live: float = 45, serve: bool = False, api_port: int = 0) -> int:
     from core.cli import example_fleet_path
 
     fleet_path = fleet_path or example_fleet_path()
@@ -60,22 +64,65 @@ def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7) 
     print(f"{'plant':<24} {'region':<8} {'units':>5} {'meters':>6}  catalogue entries")
     for code, _name, region, _industry, units, meters, keys in rows:
         print(f"{code:<24} {region:<8} {units:>5} {meters:>6}  {keys or '-'}")
-    _history(url, fleet, days)
-    print()
-    print("Next: `energymon db status` shows the embedded database; connect with "
-          "`psql \"$(energymon db url)\"`; `energymon verdicts --period ytd:YYYY-MM` "
-          "judges any period.")
+    start, today = _history(url, fleet, days)
+    pipeline = None
+    try:
+        if live > 0 or serve:
+            from core.demo_live import LivePipeline, watch
+
+            _step("starting the live pipeline: broker, simulated plants, collectors, ingest, "
+                  "API")
+            pipeline = LivePipeline(settings, url, fleet, api_port=api_port).start()
+            if live > 0:
+                _step(f"watching the pipeline for {live:.0f} s")
+                added, dead, _ = watch(url, live)
+                print(f"    {added} live readings stored; {dead} messages dead-lettered with "
+                      "their reason (see the dead_letters table)")
+        _verdicts(url, start, today)
+        if pipeline is not None and pipeline.api_url:
+            from api.server import example_queries
+
+            print()
+            print(f"API docs: {pipeline.api_url}/docs   (token: {pipeline.api_token})")
+            yesterday = today - timedelta(days=1)
+            for line in example_queries(pipeline.api_url, pipeline.api_token or "",
+                                        period=f"{yesterday:%Y-%m}",
+                                        day=f"{yesterday:%Y-%m-%d}"):
+                print(f"  {line}")
+        print()
+        print("Next: `energymon db status` shows the embedded database; connect with "
+              "`psql \"$(energymon db url)\"`; `energymon verdicts --period ytd:YYYY-MM` "
+              "judges any period.")
+        if serve and pipeline is not None:
+            print("The pipeline and the API keep running; press Ctrl-C to stop.", flush=True)
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping ...")
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
     return 0
 
 
-def _history(url: str, fleet: Fleet, days: int) -> None:
-    """Backfill ``days`` of simulated history, account for it and print the verdicts."""
-    from datetime import UTC, datetime, timedelta
-
+def _verdicts(url: str, start: datetime, end: datetime) -> None:
     from accounting.periods import Period
     from accounting.report import print_verdicts
     from accounting.store import Accountant
     from accounting.verdicts import area_kpis, unit_results
+
+    Accountant(url).process_dirty(limit=1_000_000)
+    print()
+    with psycopg.connect(url) as conn:
+        results = unit_results(conn, Period(f"{start:%Y-%m-%d}..{end:%Y-%m-%d}", "custom",
+                                            start, end))
+    print_verdicts(results, area_kpis(results), f"{start:%Y-%m-%d} to {end:%Y-%m-%d}")
+
+
+def _history(url: str, fleet: Fleet, days: int) -> tuple[datetime, datetime]:
+    """Backfill ``days`` of simulated history up to local midnight today and account for it;
+    returns the period it covers."""
+    from accounting.store import Accountant
     from core.migrate import calendar_timezone
     from simulators.backfill import backfill_copy
     from simulators.model import FleetModel
@@ -99,8 +146,4 @@ def _history(url: str, fleet: Fleet, days: int) -> None:
     print(f"    {stats.meters} meters, {stats.intervals} intervals, {stats.rollovers} "
           f"rollovers, {stats.resets} resets, {stats.spikes} spikes set aside "
           f"({time.monotonic() - began:.1f} s)")
-    print()
-    with psycopg.connect(url) as conn:
-        results = unit_results(conn, Period(f"{start:%Y-%m-%d}..{today:%Y-%m-%d}", "custom",
-                                            start, today))
-    print_verdicts(results, area_kpis(results), f"{start:%Y-%m-%d} to {today:%Y-%m-%d}")
+    return start, today

@@ -37,8 +37,11 @@ def test_demo_on_embedded_defaults(server_dir: Path) -> None:
     env["ENERGYMON_DATA_DIR"] = str(server_dir / "demo-data")
     energymon = [sys.executable, "-m", "core.cli"]
     try:
-        run = subprocess.run([*energymon, "demo"], env=env, capture_output=True, text=True,
-                             timeout=240, check=False)
+        # the whole pipeline: history, then 40 s of live data through broker, simulated
+        # Modbus meters, collectors, ingest, accounting and the API
+        run = subprocess.run([*energymon, "demo", "--live", "40", "--api-port", "0",
+                              "--no-serve"], env=env, capture_output=True, text=True,
+                             timeout=300, check=False)
         assert run.returncode == 0, run.stderr
         assert "backend: postgres" in run.stdout
         assert "plants: 6 new" in run.stdout
@@ -51,8 +54,12 @@ def test_demo_on_embedded_defaults(server_dir: Path) -> None:
                        "BELOW BASELINE: retrofit"):
             assert status in verdicts
         assert "no output in period" not in verdicts
-        again = subprocess.run([*energymon, "demo"], env=env, capture_output=True, text=True,
-                               timeout=240, check=False)
+        live = run.stdout[run.stdout.index("watching the pipeline"):]
+        stored = int(live.split(" live readings stored")[0].rsplit("\n", 1)[-1].strip())
+        assert stored > 0, live  # collectors polled the simulated meters through ingest
+        assert "API docs: http://127.0.0.1:" in run.stdout
+        again = subprocess.run([*energymon, "demo", "--live", "0", "--no-serve"], env=env,
+                               capture_output=True, text=True, timeout=240, check=False)
         assert again.returncode == 0, again.stderr
         assert "0 applied" in again.stdout and "plants: 0 new, 6 updated" in again.stdout
         status = subprocess.run([*energymon, "db", "status"], env=env, capture_output=True,
