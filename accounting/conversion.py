@@ -4,7 +4,8 @@
   meter's engineering unit converted to the coefficient's unit; a plant's declared measured
   calorific value overrides the default from its ``valid_from``.
 - CO2: purchased electricity x the grid factor of the plant's province for the interval's year
-  (newest year available <= that year; national factor when the province has none); fuels and
+  (newest year available <= that year; national factor when the province has none), or the
+  plant's own declared factor (``plant_grid_factors``) where it has one; fuels and
   heat x the factor per GJ, the energy content taken from their standard-coal equivalent
   (1 kgce = 29.3076 MJ). Energy-carrying working media (water, compressed air, oxygen ...)
   carry no direct CO2 factor here (0).
@@ -64,6 +65,12 @@ class MeterFactors:
     electricity: bool
     co2_per_gj: float | None          # kgCO2 per GJ for fuels and heat
     grid_region: str | None           # province key for electricity
+    grid_overrides: tuple[tuple[int, float], ...] = ()  # plant's own (year, kgCO2/kWh)
+
+    def grid_override(self, year: int) -> float | None:
+        """The plant's own factor of the newest year <= ``year``, if it declared one."""
+        usable = [(y, v) for y, v in self.grid_overrides if y <= year]
+        return max(usable)[1] if usable else None
 
     def kgce_per_unit(self, ts: float) -> float:
         idx = bisect_right([s[0] for s in self.kgce_steps], ts) - 1
@@ -83,7 +90,8 @@ class Converter:
         return self.energy.version, self.emissions.version
 
     def meter_factors(self, energy_type: str, eng_unit: str, region_code: str,
-                      measured: list[tuple[datetime, float]] | None = None) -> MeterFactors:
+                      measured: list[tuple[datetime, float]] | None = None,
+                      grid_overrides: list[tuple[int, float]] | None = None) -> MeterFactors:
         row = self.energy.get(energy_type)
         per_row_unit = float(convert_quantity(1, eng_unit, row.unit))
         steps: list[tuple[float, float]] = []
@@ -103,7 +111,8 @@ class Converter:
         if not electricity and energy_type in FUEL_EMISSION_KEYS:
             co2_per_gj = float(self.emissions.fuel_factor(FUEL_EMISSION_KEYS[energy_type]).value)
         return MeterFactors(tuple(steps), electricity, co2_per_gj,
-                            province_key(region_code) if electricity else None)
+                            province_key(region_code) if electricity else None,
+                            tuple(sorted(grid_overrides or ())) if electricity else ())
 
     @lru_cache(maxsize=512)  # noqa: B019 - a handful of (year, region) pairs per process
     def grid_kgco2_per_kwh(self, year: int, region: str | None) -> float:
@@ -113,8 +122,10 @@ class Converter:
     def co2_kg(self, factors: MeterFactors, quantity_eng: float, kgce: float,
                year: int, kwh_per_unit: float) -> float:
         if factors.electricity:
-            return quantity_eng * kwh_per_unit * self.grid_kgco2_per_kwh(year,
-                                                                         factors.grid_region)
+            factor = factors.grid_override(year)
+            if factor is None:
+                factor = self.grid_kgco2_per_kwh(year, factors.grid_region)
+            return quantity_eng * kwh_per_unit * factor
         if factors.co2_per_gj is None:
             return 0.0
         return kgce * MJ_PER_KGCE / 1000.0 * factors.co2_per_gj

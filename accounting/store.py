@@ -120,13 +120,20 @@ class Accountant:
             "FROM measured_calorific_values c JOIN plants p ON p.id = c.plant_id"
         ):
             measured.setdefault((plant, etype), []).append((valid_from, lhv))
+        grid: dict[str, list[tuple[int, float]]] = {}
+        for plant, year, factor in conn.execute(
+            "SELECT p.code, g.year, g.kgco2_per_kwh FROM plant_grid_factors g "
+            "JOIN plants p ON p.id = g.plant_id"
+        ):
+            grid.setdefault(plant, []).append((int(year), float(factor)))
         for row in rows:
             meter = MeterRow(*row)
             self._meters[meter.id] = meter
             if meter.kind in ("counter", "interval"):
                 self._factors[meter.id] = self.converter.meter_factors(
                     meter.energy_type, meter.eng_unit, meter.region_code,
-                    measured.get((meter.plant_code, meter.energy_type)))
+                    measured.get((meter.plant_code, meter.energy_type)),
+                    grid.get(meter.plant_code))
 
     # -- recompute --------------------------------------------------------------------------
     def recompute(self, meter_ids: Sequence[int] | None = None,

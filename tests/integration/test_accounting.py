@@ -320,3 +320,22 @@ def test_ingested_readings_are_queued_for_accounting(migrated_db: str,
     assert stats.intervals == 4
     with psycopg.connect(migrated_db) as conn:
         assert conn.execute("SELECT sum(quantity) FROM energy_intervals").fetchone() == (40.0,)
+
+
+def test_plant_grid_factor_overrides_the_provincial_factor(migrated_db: str,
+                                                           example_fleet_path: Path) -> None:
+    ids = setup_db(migrated_db, example_fleet_path)
+    day = datetime(2026, 10, 12, tzinfo=SH)
+    with psycopg.connect(migrated_db) as conn:
+        write_counter(conn, ids["k1-elec"], day, 96, 100.0)
+        plant_id = conn.execute("SELECT id FROM plants WHERE code = 'jx-yujiang-cement'"
+                                ).fetchone()[0]
+        conn.execute("INSERT INTO plant_grid_factors VALUES (%s, 2025, 0.42, 'contract')",
+                     (plant_id,))
+    Accountant(migrated_db).recompute()
+    with psycopg.connect(migrated_db) as conn:
+        co2, kwh = conn.execute("SELECT sum(co2_kg), sum(quantity) FROM energy_intervals "
+                                "WHERE meter_id = %s", (ids["k1-elec"],)).fetchone()
+    # 9 600 kWh x 0.42 kg/kWh (the plant's 2025 factor, newest <= 2026), not Jiangxi's 0.5752
+    assert kwh == pytest.approx(9_600)
+    assert co2 == pytest.approx(9_600 * 0.42)
