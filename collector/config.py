@@ -50,6 +50,7 @@ from pydantic import (
 )
 
 from core.contract import CODE_PATTERN
+from core.fleet import repeated
 from core.payload import MAX_READINGS_PER_BATCH
 from core.settings import MqttEndpoint
 
@@ -338,10 +339,10 @@ class Gateway(_Model):
     def _references(self) -> Self:
         problems: list[str] = []
         names = [link.name for link in self.links]
-        for dup in sorted({n for n in names if names.count(n) > 1}):
+        for dup in repeated(names):
             problems.append(f"link {dup!r} > field 'name': defined more than once")
         ids = [d.id for d in self.devices]
-        for dup in sorted({d for d in ids if ids.count(d) > 1}):
+        for dup in repeated(ids):
             problems.append(f"device {dup!r} > field 'id': defined more than once")
         endpoints: dict[str, str] = {}
         for link in self.links:

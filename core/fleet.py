@@ -10,7 +10,7 @@ keys; every error names the plant, unit, meter and field it is about, e.g.::
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
@@ -39,6 +39,15 @@ RegionCode = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
 # check character over the first 17 with weights 3**i mod 31.
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def repeated(values: Iterable[str]) -> list[str]:
+    """The values that occur more than once, sorted (for 'defined more than once' errors)."""
+    seen: set[str] = set()
+    dups: set[str] = set()
+    for value in values:
+        (dups if value in seen else seen).add(value)
+    return sorted(dups)
 
 
 def uscc_check_char(first17: str) -> str:
@@ -532,10 +541,10 @@ class Plant(_Model):
     def _references(self) -> Self:
         problems: list[str] = []
         unit_ids = [u.id for u in self.units]
-        for dup in sorted({u for u in unit_ids if unit_ids.count(u) > 1}):
+        for dup in repeated(unit_ids):
             problems.append(f"unit {dup!r} > field 'id': defined more than once")
         meter_ids = [m.id for m in self.meters]
-        for dup in sorted({m for m in meter_ids if meter_ids.count(m) > 1}):
+        for dup in repeated(meter_ids):
             problems.append(f"meter {dup!r} > field 'id': defined more than once")
         units = {u.id: u for u in self.units}
         for meter in self.meters:
@@ -666,7 +675,7 @@ class Fleet(_Model):
     def _references(self) -> Self:
         problems: list[str] = []
         codes = [r.code for r in self.regions]
-        for dup in sorted({c for c in codes if codes.count(c) > 1}):
+        for dup in repeated(codes):
             problems.append(f"region {dup!r} > field 'code': defined more than once")
         known = set(codes)
         for region in self.regions:
@@ -674,10 +683,10 @@ class Fleet(_Model):
                 problems.append(f"region {region.code!r} > field 'parent': unknown region "
                                 f"{region.parent!r}")
         plant_ids = [p.id for p in self.plants]
-        for dup in sorted({p for p in plant_ids if plant_ids.count(p) > 1}):
+        for dup in repeated(plant_ids):
             problems.append(f"plant {dup!r} > field 'id': defined more than once")
         usccs = [p.uscc for p in self.plants]
-        for dup in sorted({u for u in usccs if usccs.count(u) > 1}):
+        for dup in repeated(usccs):
             problems.append(f"field 'uscc': {dup} is used by more than one plant")
         for plant in self.plants:
             if plant.region not in known:
