@@ -203,13 +203,14 @@ class Accountant:
             result = counter_intervals(samples, interval_s=interval_s,
                                        modulus=meter.rollover_max,
                                        multiplier=meter.multiplier, replacements=replacements)
-            # Keep only intervals whose reading pairs were judged with enough context on both
-            # sides: where the padding did not reach the end of the meter's data, its
-            # outermost EDGE readings are references only.
+            # Rewrite only the intervals the queued readings can change: pairs up to EDGE
+            # readings around the range (a spike decision looks LOOKAHEAD readings ahead).
+            # The rest of the padding is context; PAD_READINGS >= 2 * EDGE keeps the
+            # rewritten pairs judged with EDGE readings of context on both sides.
             before = sum(1 for x in samples if x.ts < lo.timestamp())
             after = sum(1 for x in samples if x.ts > hi.timestamp())
-            first = samples[EDGE].ts if before == PAD_READINGS else samples[0].ts
-            last = samples[-1 - EDGE].ts if after == PAD_READINGS else samples[-1].ts
+            first = samples[max(before - EDGE, 0)].ts
+            last = samples[len(samples) - 1 - max(after - EDGE, 0)].ts
             keep_lo = math.ceil(first / interval_s) * interval_s
             keep_hi = math.floor(last / interval_s) * interval_s
         w_lo = datetime.fromtimestamp(keep_lo, UTC)

@@ -34,36 +34,13 @@ from accounting.periods import parse_period
 from accounting.store import Accountant
 from accounting.verdicts import unit_results
 from core.embedded_pg import EmbeddedPostgres
-from core.fleet import parse_fleet, uscc_check_char
+from core.fleet import parse_fleet
 from core.migrate import migrate
 from core.registry import load_registry
+from perf.clinker_fleet import clinker_fleet
 
 SH = ZoneInfo("Asia/Shanghai")
 Q = timedelta(minutes=15)
-
-
-def synthetic_fleet(plants: int) -> dict:
-    regions = [{"code": "360000", "name": "江西省", "level": "province"}]
-    items = []
-    for i in range(plants):
-        first17 = f"91360000{i:04d}MA3CE"
-        items.append({
-            "id": f"perf-{i:03d}", "uscc": first17 + uscc_check_char(first17),
-            "name": f"perf plant {i}", "region": "360000", "industry": "cement",
-            "energy_class": "ge_10000_tce", "key_unit": True,
-            "units": [{"id": "kiln", "name": "kiln", "catalogue": "cement/clinker",
-                       "product": "clinker", "product_unit": "t", "design_capacity": 5000,
-                       "capacity_unit": "t/d"}],
-            "meters": [
-                {"id": "elec", "name": "e", "unit": "kiln", "energy_type": "electricity",
-                 "kind": "counter", "eng_unit": "kWh"},
-                {"id": "coal", "name": "c", "unit": "kiln", "energy_type": "raw_coal",
-                 "kind": "counter", "eng_unit": "t"},
-                {"id": "clinker", "name": "k", "unit": "kiln", "energy_type": "product",
-                 "kind": "production", "eng_unit": "t"},
-            ],
-        })
-    return {"fleet": "perf", "regions": regions, "plants": items}
 
 
 def write_readings(url: str, days: int, start: datetime) -> int:
@@ -136,7 +113,8 @@ def main() -> None:
         print(f"migrating and loading {args.plants} plants ...", flush=True)
         migrate(url)
         with psycopg.connect(url) as conn:
-            load_registry(conn, parse_fleet(synthetic_fleet(args.plants)))
+            fleet = clinker_fleet(args.plants, name="perf", id_prefix="perf", uscc_tag="MA3CE")
+            load_registry(conn, parse_fleet(fleet))
         t0 = time.perf_counter()
         n = write_readings(url, args.days, start)
         t_copy = time.perf_counter() - t0

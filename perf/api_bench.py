@@ -48,40 +48,15 @@ from api.server import serve_in_thread
 from api.tokens import create_token
 from benchmarks.catalogue import Catalogue
 from core.embedded_pg import EmbeddedPostgres
-from core.fleet import parse_fleet, uscc_check_char
+from core.fleet import parse_fleet
 from core.migrate import migrate
 from core.registry import load_registry
 from core.settings import Settings
+from perf.clinker_fleet import clinker_fleet
 
 SH = ZoneInfo("Asia/Shanghai")
 Q = timedelta(minutes=15)
 PREFECTURES = ["360100", "360200", "360300", "360400"]
-
-
-def synthetic_fleet(plants: int) -> dict:
-    regions = [{"code": "360000", "name": "江西省", "level": "province"}] + [
-        {"code": code, "name": f"prefecture {code}", "level": "prefecture",
-         "parent": "360000"} for code in PREFECTURES]
-    items = []
-    for i in range(plants):
-        first17 = f"91360000{i:04d}MA3AP"
-        items.append({
-            "id": f"api-{i:03d}", "uscc": first17 + uscc_check_char(first17),
-            "name": f"api perf plant {i}", "region": PREFECTURES[i % len(PREFECTURES)],
-            "industry": "cement", "energy_class": "ge_10000_tce", "key_unit": True,
-            "units": [{"id": "kiln", "name": "kiln", "catalogue": "cement/clinker",
-                       "product": "clinker", "product_unit": "t", "design_capacity": 5000,
-                       "capacity_unit": "t/d"}],
-            "meters": [
-                {"id": "elec", "name": "e", "unit": "kiln", "energy_type": "electricity",
-                 "kind": "counter", "eng_unit": "kWh"},
-                {"id": "coal", "name": "c", "unit": "kiln", "energy_type": "raw_coal",
-                 "kind": "counter", "eng_unit": "t"},
-                {"id": "clinker", "name": "k", "unit": "kiln", "energy_type": "product",
-                 "kind": "production", "eng_unit": "t"},
-            ],
-        })
-    return {"fleet": "api-perf", "regions": regions, "plants": items}
 
 
 def write_readings(url: str, days: int, start: datetime) -> int:
@@ -234,7 +209,9 @@ def main() -> None:
         else:
             print(f"loading {args.plants} plants x {args.days} days ...", flush=True)
             with psycopg.connect(url) as conn:
-                load_registry(conn, parse_fleet(synthetic_fleet(args.plants)))
+                fleet = clinker_fleet(args.plants, name="api-perf", id_prefix="api",
+                                      uscc_tag="MA3AP", prefectures=PREFECTURES)
+                load_registry(conn, parse_fleet(fleet))
             t0 = time.perf_counter()
             n = write_readings(url, args.days, start)
             print(f"  {n:,} readings in {time.perf_counter() - t0:.0f} s", flush=True)

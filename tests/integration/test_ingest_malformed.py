@@ -9,7 +9,6 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,14 +19,13 @@ from hypothesis import strategies as st
 from core.broker import Mosquitto
 from core.payload import MAX_PAYLOAD_BYTES, topic_for
 from ingest.reasons import ReasonCode
-from tests.integration.test_ingest_mqtt import (
+from tests.integration.ingest_support import (
     BASE,
     CEMENT,
     CEMENT_METERS,
     GLASS,
     Publisher,
     Worker,
-    load_example_fleet,
     wait_until,
 )
 
@@ -56,19 +54,6 @@ _bad_reading = st.tuples(st.just("bad_item"), st.sampled_from(_item_faults), _wr
                          _non_finite, _code, st.integers(0, 4), st.integers(0, 3))
 # half whole-message failures, half one bad reading among valid ones
 SPECS = st.booleans().flatmap(lambda one_reading: _bad_reading if one_reading else _whole_message)
-
-
-@pytest.fixture
-def db(migrated_db: str, example_fleet_path: Path) -> str:
-    load_example_fleet(migrated_db, example_fleet_path)
-    return migrated_db
-
-
-@pytest.fixture
-def publisher(mosquitto: Mosquitto) -> Iterator[Publisher]:
-    pub = Publisher(mosquitto)
-    yield pub
-    pub.close()
 
 
 @pytest.fixture

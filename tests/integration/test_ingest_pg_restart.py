@@ -14,7 +14,7 @@ from core.embedded_pg import EmbeddedPostgres
 from core.migrate import migrate
 from core.payload import topic_for
 from ingest.pipeline import IngestConfig
-from tests.integration.test_ingest_mqtt import (
+from tests.integration.ingest_support import (
     CEMENT,
     CEMENT_METERS,
     Publisher,

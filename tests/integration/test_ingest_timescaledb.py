@@ -12,7 +12,7 @@ import pytest
 from core.migrate import Backend, migrate
 from ingest.model import Outcome
 from ingest.pipeline import IngestConfig, IngestPipeline
-from tests.integration.test_ingest_mqtt import CEMENT, CEMENT_METERS, load_example_fleet, scalar
+from tests.integration.ingest_support import CEMENT, CEMENT_METERS, load_example_fleet, scalar
 
 pytestmark = pytest.mark.timescale
 
