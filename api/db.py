@@ -66,7 +66,9 @@ class Database:
         self.pool = ConnectionPool(
             url, min_size=config.pool_min, max_size=max(config.pool_max, config.pool_min),
             open=False, name="energymon-api", timeout=config.pool_timeout,
-            kwargs={"application_name": "energymon-api"},
+            # prepare every statement on first use: the API sends a small fixed set, and a
+            # fresh pool connection would otherwise plan each one five times first
+            kwargs={"application_name": "energymon-api", "prepare_threshold": 0},
             configure=lambda conn: configure_connection(conn, role),
         )  # no check on checkout (a round trip per request); a broken connection is replaced
 

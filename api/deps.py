@@ -1,21 +1,39 @@
-"""Dependencies of the routes, as ``Annotated`` aliases.
+"""Dependencies of the routes, and :func:`db_route`, the way a route gets its database.
 
-``DbDep`` is the one most routes need: it authenticates the bearer token, applies the rate
-limit, opens the request transaction with the principal's scope and yields a :class:`Db`. The
-objects named in a path are then resolved with :func:`plant_in_scope`, :func:`unit_in_scope`
-and :func:`meter_in_scope`, which answer 404 for anything outside the scope.
+A route that reads or writes the store is a plain (synchronous) function whose first parameter
+is ``db: Db``, decorated with :func:`db_route` under the router's decorator::
+
+    @router.get("/plants/{plant}", response_model=schemas.Plant)
+    @db_route
+    def get_plant(db: Db, plant: PlantCode) -> schemas.Plant:
+        return plant_out(plant_in_scope(db, plant))
+
+:func:`db_route` serves the request in ONE worker-thread hop: take a pooled connection,
+authenticate the bearer token (which opens the transaction with the principal's scope), apply
+the rate limit, run the function, render its pydantic result to JSON, commit and give the
+connection back. (FastAPI's own handling of a synchronous ``yield`` dependency and endpoint
+costs four hops and a re-validation of the result; on a 2-core machine that was about 0.6 ms
+of a 1.7 ms request.) The objects named in a path are then resolved with
+:func:`plant_in_scope`, :func:`unit_in_scope` and :func:`meter_in_scope`, which answer 404 for
+anything outside the scope.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 from zoneinfo import ZoneInfo
 
+import anyio
 import psycopg
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from api import queries
 from api.auth import Principal, authenticate, bearer_token
@@ -93,30 +111,131 @@ def _auth_failed(state: AppState, request: Request, problem: Problem) -> Problem
     return problem
 
 
-def get_db(request: Request,
-           credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-           ) -> Iterator[Db]:
-    state = get_state(request)
-    header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+def _authenticated(state: AppState, request: Request, conn: psycopg.Connection,
+                   secret: str) -> Principal:
     try:
-        secret = bearer_token(header)
+        principal = authenticate(conn, secret,
+                                 statement_timeout_ms=state.config.statement_timeout_ms,
+                                 timezone=str(state.tz))
     except Problem as problem:
         raise _auth_failed(state, request, problem) from None
-    with state.database.connection() as conn:
+    wait = state.limiter.acquire(principal.key)
+    if wait is not None:
+        raise _limited(state, wait, "token")
+    request.state.principal = principal
+    return principal
+
+
+def _render(result: object, sub_response: Response | None) -> Response:
+    """The route's result as the response: a pydantic model as JSON (by alias, as FastAPI
+    renders a ``response_model``), a :class:`Response` as it is; status code and headers set
+    on the injected ``response`` parameter are carried over."""
+    if isinstance(result, Response):
+        response = result
+    elif isinstance(result, BaseModel):
+        response = Response(result.__pydantic_serializer__.to_json(result, by_alias=True),
+                            media_type="application/json")
+    else:
+        raise TypeError(f"a db_route returned {type(result).__name__}; return a pydantic "
+                        "model or a Response")
+    if sub_response is not None:
+        if sub_response.status_code is not None:
+            response.status_code = sub_response.status_code
+        for name, value in sub_response.headers.items():
+            if name != "content-length":
+                response.headers.append(name, value)
+    return response
+
+
+async def _release_after(body: AsyncIterator[Any], release: Callable[[], None]
+                         ) -> AsyncIterator[Any]:
+    """A streamed body that gives the request's connection back when it ends (also when the
+    client goes away mid-stream)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(release)
+
+
+def _serve(state: AppState, request: Request, secret: str, func: Callable[..., Any],
+           kwargs: dict[str, Any], sub_response: Response | None) -> Response:
+    """One request in one worker thread: connection, authentication + scope (one round trip),
+    the route, rendering, commit."""
+    checkout = state.database.connection()
+    conn = checkout.__enter__()
+    try:
+        principal = _authenticated(state, request, conn, secret)
+        response = _render(func(Db(conn, principal, state), **kwargs), sub_response)
+    except BaseException:
+        checkout.__exit__(*sys.exc_info())  # rolls back, returns the connection
+        raise
+    if isinstance(response, StreamingResponse):  # the body still reads from conn
+        response.body_iterator = _release_after(
+            response.body_iterator, lambda: checkout.__exit__(None, None, None))
+        return response
+    checkout.__exit__(None, None, None)  # commits before the first byte is sent
+    return response
+
+
+_REQUEST = "energymon_request_"
+_CREDENTIALS = "energymon_credentials_"
+_RESPONSE = "energymon_response_"
+
+
+def db_route(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ``func(db: Db, **params)`` into an endpoint served in one worker-thread hop (see
+    the module docstring). ``func`` keeps its parameters (FastAPI reads them as before,
+    including ``request: Request`` and ``response: Response``); ``db`` is supplied here."""
+    hints = get_type_hints(func, include_extras=True)
+    params = list(inspect.signature(func).parameters.values())
+    if not params or params[0].name != "db":
+        raise TypeError(f"{func.__qualname__}: a db_route takes db: Db first")
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in params[1:]]
+    names = {p.name for p in own}
+    wants_request = any(hints.get(n) is Request for n in names)
+    wants_response = any(hints.get(n) is Response for n in names)
+    request_name = next((n for n in names if hints.get(n) is Request), _REQUEST)
+    response_name = next((n for n in names if hints.get(n) is Response), _RESPONSE)
+    extra = []
+    if not wants_request:
+        extra.append(inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY,
+                                       annotation=Request))
+    if not wants_response:
+        extra.append(inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY,
+                                       annotation=Response))
+    extra.append(inspect.Parameter(
+        _CREDENTIALS, inspect.Parameter.KEYWORD_ONLY,
+        annotation=Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]))
+
+    async def endpoint(**kwargs: Any) -> Response:
+        request: Request = kwargs[request_name] if wants_request else kwargs.pop(_REQUEST)
+        sub_response: Response = (kwargs[response_name] if wants_response
+                                  else kwargs.pop(_RESPONSE))
+        credentials = kwargs.pop(_CREDENTIALS)
+        state = get_state(request)
+        header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
         try:
-            principal = authenticate(conn, secret,
-                                     statement_timeout_ms=state.config.statement_timeout_ms,
-                                     timezone=str(state.tz))
+            secret = bearer_token(header)
         except Problem as problem:
             raise _auth_failed(state, request, problem) from None
-        wait = state.limiter.acquire(principal.key)
-        if wait is not None:
-            raise _limited(state, wait, "token")
-        request.state.principal = principal
-        yield Db(conn, principal, state)
+        return await run_in_threadpool(_serve, state, request, secret, func, kwargs,
+                                       sub_response)
 
-
-DbDep = Annotated[Db, Depends(get_db)]
+    positional = [p for p in own if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+    keyword = [p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    # FastAPI reads parameters by name; keyword-only ones may follow defaults in any order
+    signature = inspect.Signature(
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in positional + keyword]
+        + extra)
+    endpoint.__signature__ = signature  # type: ignore[attr-defined]
+    endpoint.__name__ = func.__name__
+    endpoint.__qualname__ = func.__qualname__
+    endpoint.__doc__ = func.__doc__
+    endpoint.__module__ = func.__module__
+    endpoint.db_route = func  # type: ignore[attr-defined]
+    return endpoint
 
 
 # -- objects named in paths ------------------------------------------------------------------

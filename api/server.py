@@ -16,6 +16,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvicorn
@@ -25,10 +27,22 @@ from api.config import ApiConfig
 from core.settings import Settings
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process would end
+    "killed by signal" (exit status 143). Like `energymon collect` and `energymon ingest`,
+    `energymon serve` exits 0 once it has stopped cleanly."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            getattr(self, "_captured_signals", []).clear()  # handled: graceful shutdown
+
+
 def _server(settings: Settings, host: str, port: int, config: ApiConfig | None,
             database_url: str | None, log_level: str) -> uvicorn.Server:
     app = create_app(settings, config, database_url=database_url)
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
+    return _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
                                          access_log=False, lifespan="on",
                                          timeout_graceful_shutdown=10))
 

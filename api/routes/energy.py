@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api import queries, schemas
-from api.deps import DbDep, plant_in_scope, unit_in_scope
+from api.deps import Db, db_route, plant_in_scope, unit_in_scope
 from api.problems import READ, responses
 from api.routes._common import PeriodQuery, period_of
 from api.routes.registry import PlantCode, UnitCode
@@ -18,7 +18,7 @@ from api.routes.registry import PlantCode, UnitCode
 router = APIRouter(tags=["energy"])
 
 
-def _summary(db: DbDep, plant: queries.PlantRow, unit: queries.UnitRow | None, period_spec: str
+def _summary(db: Db, plant: queries.PlantRow, unit: queries.UnitRow | None, period_spec: str
              ) -> schemas.EnergySummary:
     period = period_of(period_spec, db.state.tz)
     rows = queries.energy_totals(db.conn, plant.pk, unit_pk=unit.pk if unit else None,
@@ -52,14 +52,16 @@ def _summary(db: DbDep, plant: queries.PlantRow, unit: queries.UnitRow | None, p
 @router.get("/plants/{plant}/energy", response_model=schemas.EnergySummary,
             responses=responses(*READ),
             summary="Energy of a plant by energy type over a period (native units, tce, CO2)")
-def plant_energy(db: DbDep, plant: PlantCode, period: PeriodQuery) -> schemas.EnergySummary:
+@db_route
+def plant_energy(db: Db, plant: PlantCode, period: PeriodQuery) -> schemas.EnergySummary:
     return _summary(db, plant_in_scope(db, plant), None, period)
 
 
 @router.get("/plants/{plant}/units/{unit}/energy", response_model=schemas.EnergySummary,
             responses=responses(*READ),
             summary="Energy of a production unit by energy type over a period")
-def unit_energy(db: DbDep, plant: PlantCode, unit: UnitCode, period: PeriodQuery
+@db_route
+def unit_energy(db: Db, plant: PlantCode, unit: UnitCode, period: PeriodQuery
                 ) -> schemas.EnergySummary:
     p = plant_in_scope(db, plant)
     return _summary(db, p, unit_in_scope(db, p, unit), period)

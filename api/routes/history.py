@@ -28,7 +28,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api import exports, queries, schemas
-from api.deps import Db, DbDep, meter_in_scope, plant_in_scope, unit_in_scope
+from api.deps import Db, db_route, meter_in_scope, plant_in_scope, unit_in_scope
 from api.problems import READ, Problem, responses
 from api.routes._common import instant
 from api.routes.registry import MeterCode, PlantCode, UnitCode
@@ -150,7 +150,8 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
 @router.get("/plants/{plant}/history", response_model=schemas.History,
             responses={**_DOWNLOAD, **responses(*READ)},
             summary="History of a plant per energy type (JSON, CSV, XLSX, Parquet)")
-def plant_history(db: DbDep, request: Request, plant: PlantCode, start: FromQuery, end: ToQuery,
+@db_route
+def plant_history(db: Db, request: Request, plant: PlantCode, start: FromQuery, end: ToQuery,
                   resolution: ResolutionQuery = "hour", format: FormatQuery = "json",
                   limit: LimitQuery = 1000) -> object:
     p = plant_in_scope(db, plant)
@@ -161,7 +162,8 @@ def plant_history(db: DbDep, request: Request, plant: PlantCode, start: FromQuer
 @router.get("/plants/{plant}/units/{unit}/history", response_model=schemas.History,
             responses={**_DOWNLOAD, **responses(*READ)},
             summary="History of a production unit per energy type")
-def unit_history(db: DbDep, request: Request, plant: PlantCode, unit: UnitCode,
+@db_route
+def unit_history(db: Db, request: Request, plant: PlantCode, unit: UnitCode,
                  start: FromQuery, end: ToQuery, resolution: ResolutionQuery = "hour",
                  format: FormatQuery = "json", limit: LimitQuery = 1000) -> object:
     p = plant_in_scope(db, plant)
@@ -173,7 +175,8 @@ def unit_history(db: DbDep, request: Request, plant: PlantCode, unit: UnitCode,
 @router.get("/plants/{plant}/meters/{meter}/history", response_model=schemas.History,
             responses={**_DOWNLOAD, **responses(*READ)},
             summary="History of one meter (raw readings too)")
-def meter_history(db: DbDep, request: Request, plant: PlantCode, meter: MeterCode,
+@db_route
+def meter_history(db: Db, request: Request, plant: PlantCode, meter: MeterCode,
                   start: FromQuery, end: ToQuery, resolution: ResolutionQuery = "hour",
                   format: FormatQuery = "json", limit: LimitQuery = 1000) -> object:
     p = plant_in_scope(db, plant)

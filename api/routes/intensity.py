@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from accounting.verdicts import UnitResult, area_kpis, unit_results
 from api import schemas
-from api.deps import DbDep, plant_in_scope, region_in_scope, unit_in_scope
+from api.deps import Db, db_route, plant_in_scope, region_in_scope, unit_in_scope
 from api.problems import READ, Problem, responses
 from api.routes._common import (
     LimitQuery,
@@ -54,7 +54,7 @@ def unit_out(r: UnitResult) -> schemas.UnitIntensity:
                                       factor_versions=list(r.factor_versions)))
 
 
-def _results(db: DbDep, period_spec: str, *, plant: str | None = None,
+def _results(db: Db, period_spec: str, *, plant: str | None = None,
              region: str | None = None, edition: int | None = None) -> list[UnitResult]:
     period = period_of(period_spec, db.state.tz)
     # the application's scope check (row-level security repeats it under the query)
@@ -83,7 +83,8 @@ def _plant_payload(plant: str, period: str, results: list[UnitResult]
 @router.get("/plants/{plant}/intensity", response_model=schemas.PlantIntensity,
             responses=responses(*READ),
             summary="Intensity of every unit of a plant vs benchmark and baseline")
-def plant_intensity(db: DbDep, plant: PlantCode, period: PeriodQuery,
+@db_route
+def plant_intensity(db: Db, plant: PlantCode, period: PeriodQuery,
                     edition: EditionQuery = None) -> schemas.PlantIntensity:
     p = plant_in_scope(db, plant)
     results = _results(db, period, plant=p.id, edition=edition)
@@ -94,7 +95,8 @@ def plant_intensity(db: DbDep, plant: PlantCode, period: PeriodQuery,
 @router.get("/plants/{plant}/units/{unit}/intensity", response_model=schemas.UnitIntensity,
             responses=responses(*READ),
             summary="Intensity of one unit vs benchmark and baseline, with provenance")
-def unit_intensity(db: DbDep, plant: PlantCode, unit: UnitCode, period: PeriodQuery,
+@db_route
+def unit_intensity(db: Db, plant: PlantCode, unit: UnitCode, period: PeriodQuery,
                    edition: EditionQuery = None) -> schemas.UnitIntensity:
     p = plant_in_scope(db, plant)
     u = unit_in_scope(db, p, unit)
@@ -108,8 +110,9 @@ def unit_intensity(db: DbDep, plant: PlantCode, unit: UnitCode, period: PeriodQu
 @router.get("/flagged", response_model=schemas.Page[schemas.UnitIntensity],
             responses=responses(*READ),
             summary="Units below benchmark or baseline, in this token's scope")
+@db_route
 def flagged_units(
-    db: DbDep, request: Request, response: Response, period: PeriodQuery,
+    db: Db, request: Request, response: Response, period: PeriodQuery,
     region: Annotated[str | None, Query(pattern=r"^[0-9]{6}$", description="Only plants in "
                                         "this region's subtree.")] = None,
     area: Annotated[str | None, Query(pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)?$",
@@ -143,8 +146,9 @@ def flagged_units(
 @router.get("/regions/{region}/kpis", response_model=schemas.RegionKpis,
             responses=responses(401, 403, 404, 422, 429, 503),
             summary="Regional summary KPIs per catalogue area (regulators, auditors, admin)")
+@db_route
 def region_kpis(
-    db: DbDep, region: RegionCode, period: PeriodQuery,
+    db: Db, region: RegionCode, period: PeriodQuery,
     area: Annotated[str | None, Query(pattern=r"^[a-z0-9_]+(/[a-z0-9_]+)?$",
                                       description="Catalogue area or key.")] = None,
     edition: EditionQuery = None,

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from api import schemas
-from api.deps import DbDep, plant_in_scope
+from api.deps import Db, db_route, plant_in_scope
 from api.problems import Problem, responses
 from core.contract import CODE_PATTERN
 from core.payload import BatchPayload, SingleReadingPayload
@@ -70,8 +70,9 @@ _BODY_SCHEMA = {
     openapi_extra={"requestBody": _BODY_SCHEMA},
     summary="Push readings (plants without MQTT)",
 )
+@db_route
 def push_readings(
-    db: DbDep, plant: Annotated[str, Path(pattern=CODE_PATTERN, description="Plant code.",
+    db: Db, plant: Annotated[str, Path(pattern=CODE_PATTERN, description="Plant code.",
                                           examples=["jx-yujiang-copper"])],
     body: Annotated[bytes, Depends(raw_body)], response: Response,
 ) -> schemas.PushReceipt:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from api import queries, schemas
 from api.db import set_scope
-from api.deps import DbDep, meter_in_scope, plant_in_scope, unit_in_scope
+from api.deps import Db, db_route, meter_in_scope, plant_in_scope, unit_in_scope
 from api.problems import READ, Problem, not_found, responses
 from api.routes._common import LimitQuery, OffsetQuery, check_limit, page_links
 from core.contract import CODE_PATTERN
@@ -56,7 +56,8 @@ def meter_out(row: queries.MeterRow) -> schemas.Meter:
 @router.get("/regions", response_model=schemas.Page[schemas.Region],
             responses=responses(401, 422, 429, 503),
             summary="Administrative regions (GB/T 2260), reference data")
-def list_regions(db: DbDep, request: Request, response: Response, limit: LimitQuery = 100,
+@db_route
+def list_regions(db: Db, request: Request, response: Response, limit: LimitQuery = 100,
                  offset: OffsetQuery = 0) -> schemas.Page[schemas.Region]:
     check_limit(limit, db.config.page_max)
     rows, total = queries.regions(db.conn, limit=limit, offset=offset)
@@ -68,8 +69,9 @@ def list_regions(db: DbDep, request: Request, response: Response, limit: LimitQu
 
 @router.get("/plants", response_model=schemas.Page[schemas.Plant], responses=responses(*READ),
             summary="Plants in this token's scope")
+@db_route
 def list_plants(
-    db: DbDep, request: Request, response: Response,
+    db: Db, request: Request, response: Response,
     region: Annotated[str | None, Query(pattern=r"^[0-9]{6}$", description="Only plants in "
                                         "this region's subtree (GB/T 2260 code).")] = None,
     limit: LimitQuery = 100, offset: OffsetQuery = 0,
@@ -84,13 +86,15 @@ def list_plants(
 
 @router.get("/plants/{plant}", response_model=schemas.Plant, responses=responses(*READ),
             summary="One plant")
-def get_plant(db: DbDep, plant: PlantCode) -> schemas.Plant:
+@db_route
+def get_plant(db: Db, plant: PlantCode) -> schemas.Plant:
     return plant_out(plant_in_scope(db, plant))
 
 
 @router.get("/plants/{plant}/units", response_model=schemas.Page[schemas.ProductionUnit],
             responses=responses(*READ), summary="Production units of a plant")
-def list_units(db: DbDep, plant: PlantCode, request: Request, response: Response,
+@db_route
+def list_units(db: Db, plant: PlantCode, request: Request, response: Response,
                limit: LimitQuery = 100, offset: OffsetQuery = 0
                ) -> schemas.Page[schemas.ProductionUnit]:
     check_limit(limit, db.config.page_max)
@@ -103,15 +107,17 @@ def list_units(db: DbDep, plant: PlantCode, request: Request, response: Response
 
 @router.get("/plants/{plant}/units/{unit}", response_model=schemas.ProductionUnit,
             responses=responses(*READ), summary="One production unit")
-def get_unit(db: DbDep, plant: PlantCode, unit: UnitCode) -> schemas.ProductionUnit:
+@db_route
+def get_unit(db: Db, plant: PlantCode, unit: UnitCode) -> schemas.ProductionUnit:
     p = plant_in_scope(db, plant)
     return unit_out(unit_in_scope(db, p, unit))
 
 
 @router.get("/plants/{plant}/meters", response_model=schemas.Page[schemas.Meter],
             responses=responses(*READ), summary="Meters of a plant")
+@db_route
 def list_meters(
-    db: DbDep, plant: PlantCode, request: Request, response: Response,
+    db: Db, plant: PlantCode, request: Request, response: Response,
     unit: Annotated[str | None, Query(pattern=CODE_PATTERN,
                                       description="Only the meters of this unit.")] = None,
     limit: LimitQuery = 100, offset: OffsetQuery = 0,
@@ -127,13 +133,14 @@ def list_meters(
 
 @router.get("/plants/{plant}/meters/{meter}", response_model=schemas.Meter,
             responses=responses(*READ), summary="One meter")
-def get_meter(db: DbDep, plant: PlantCode, meter: MeterCode) -> schemas.Meter:
+@db_route
+def get_meter(db: Db, plant: PlantCode, meter: MeterCode) -> schemas.Meter:
     p = plant_in_scope(db, plant)
     return meter_out(meter_in_scope(db, p, meter))
 
 
 # -- writes (admin) ------------------------------------------------------------------------------
-def _require_admin(db: DbDep, plant: str) -> None:
+def _require_admin(db: Db, plant: str) -> None:
     """Registry writes are for admin tokens. Another token learns nothing new from the answer:
     404 for a plant outside its scope (existing or not), 403 for its own plant(s)."""
     if not db.principal.may_write_registry:
@@ -142,7 +149,7 @@ def _require_admin(db: DbDep, plant: str) -> None:
                       f"{db.principal.role.value} token is read-only for the registry")
 
 
-def _validate(db: DbDep, region: str, plant: dict[str, Any]) -> None:
+def _validate(db: Db, region: str, plant: dict[str, Any]) -> None:
     """Validate one plant as a fleet file would be (models + catalogue cross-checks)."""
     from core.checks import cross_check
     from core.fleet import FleetError, parse_fleet
@@ -191,7 +198,8 @@ def created(model: type) -> dict[int | str, dict[str, Any]]:
 @router.put("/plants/{plant}", response_model=schemas.Plant,
             responses={**responses(*WRITE), **created(schemas.Plant)},
             summary="Create or replace a plant (admin)")
-def put_plant(db: DbDep, plant: PlantCode, body: schemas.PlantWrite, response: Response
+@db_route
+def put_plant(db: Db, plant: PlantCode, body: schemas.PlantWrite, response: Response
               ) -> schemas.Plant:
     _require_admin(db, plant)
     fields = body.model_dump(mode="json")
@@ -216,7 +224,8 @@ def put_plant(db: DbDep, plant: PlantCode, body: schemas.PlantWrite, response: R
 @router.put("/plants/{plant}/units/{unit}", response_model=schemas.ProductionUnit,
             responses={**responses(*WRITE), **created(schemas.ProductionUnit)},
             summary="Create or replace a production unit (admin)")
-def put_unit(db: DbDep, plant: PlantCode, unit: UnitCode, body: schemas.UnitWrite,
+@db_route
+def put_unit(db: Db, plant: PlantCode, unit: UnitCode, body: schemas.UnitWrite,
              response: Response) -> schemas.ProductionUnit:
     _require_admin(db, plant)
     p = plant_in_scope(db, plant)
@@ -236,7 +245,8 @@ def put_unit(db: DbDep, plant: PlantCode, unit: UnitCode, body: schemas.UnitWrit
 @router.put("/plants/{plant}/meters/{meter}", response_model=schemas.Meter,
             responses={**responses(*WRITE), **created(schemas.Meter)},
             summary="Create or replace a meter (admin)")
-def put_meter(db: DbDep, plant: PlantCode, meter: MeterCode, body: schemas.MeterWrite,
+@db_route
+def put_meter(db: Db, plant: PlantCode, meter: MeterCode, body: schemas.MeterWrite,
               response: Response) -> schemas.Meter:
     _require_admin(db, plant)
     p = plant_in_scope(db, plant)
@@ -263,7 +273,7 @@ def put_meter(db: DbDep, plant: PlantCode, meter: MeterCode, body: schemas.Meter
     return meter_out(row)
 
 
-def _refresh_ingest(db: DbDep) -> None:
+def _refresh_ingest(db: Db) -> None:
     """New plants and meters are known to the push path right after the commit (its registry
     cache also reloads on a miss, at most every few seconds)."""
     pipeline = db.state.pipeline

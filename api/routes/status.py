@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api import queries, schemas
-from api.deps import DbDep, meter_in_scope, plant_in_scope
+from api.deps import Db, db_route, meter_in_scope, plant_in_scope
 from api.problems import READ, Problem, responses
 from api.routes._common import instant
 from api.routes.registry import MeterCode, PlantCode
@@ -23,7 +23,7 @@ ToQuery = Annotated[str | None, Query(
     alias="to", description="End of the window (exclusive). Default: now.", max_length=40)]
 
 
-def _window(db: DbDep, start: str | None, end: str | None) -> tuple[datetime, datetime,
+def _window(db: Db, start: str | None, end: str | None) -> tuple[datetime, datetime,
                                                                      datetime]:
     now = datetime.now(UTC)
     tz = db.state.tz
@@ -57,7 +57,8 @@ def _status(row: queries.MeterStatusRow, lo: datetime, hi: datetime, now: dateti
 @router.get("/plants/{plant}/status", response_model=schemas.PlantStatus,
             responses=responses(*READ),
             summary="Latest value, online state and completeness of every meter of a plant")
-def plant_status(db: DbDep, plant: PlantCode, start: FromQuery = None, end: ToQuery = None
+@db_route
+def plant_status(db: Db, plant: PlantCode, start: FromQuery = None, end: ToQuery = None
                  ) -> schemas.PlantStatus:
     p = plant_in_scope(db, plant)
     lo, hi, now = _window(db, start, end)
@@ -71,7 +72,8 @@ def plant_status(db: DbDep, plant: PlantCode, start: FromQuery = None, end: ToQu
 
 @router.get("/plants/{plant}/meters/{meter}/status", response_model=schemas.MeterStatus,
             responses=responses(*READ), summary="Latest value and status of one meter")
-def meter_status(db: DbDep, plant: PlantCode, meter: MeterCode, start: FromQuery = None,
+@db_route
+def meter_status(db: Db, plant: PlantCode, meter: MeterCode, start: FromQuery = None,
                  end: ToQuery = None) -> schemas.MeterStatus:
     p = plant_in_scope(db, plant)
     m = meter_in_scope(db, p, meter)

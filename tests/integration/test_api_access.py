@@ -311,7 +311,7 @@ def test_energymon_serve_runs_the_api(env: ApiEnv) -> None:
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
-    # uvicorn shuts down gracefully, then re-raises SIGTERM (exit by signal, as systemd expects)
-    assert proc.returncode in (0, -15)
+    # uvicorn shuts down gracefully; energymon then exits 0 (api.server._Server)
+    assert proc.returncode == 0, "a graceful stop on SIGTERM exits 0"
     assert "Application shutdown complete" in out
     assert f"docs: http://127.0.0.1:{port}/docs" in out
