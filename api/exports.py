@@ -1,5 +1,5 @@
-"""History rows as XLSX and Parquet (CSV and JSON pages are rendered by PostgreSQL itself,
-see :func:`api.queries.history_csv` and :func:`api.queries.history_json_page`).
+"""History rows as XLSX and Parquet (CSV is rendered by PostgreSQL itself, see
+:func:`api.queries.history_csv`; JSON pages by :func:`api.queries.history_json_page`).
 
 Rows are the tuples of :func:`api.queries.history_query` (``HISTORY_COLUMNS``). Every format
 carries the same columns with the same numbers as the JSON answer; timestamps are bucket starts

@@ -22,8 +22,9 @@ direct baselines run the same requests' SQL on one psycopg connection, no HTTP:
 - "bare": only the route's main query (or ``unit_results``), as the table owner (no
   authentication, no row-level security), with a plain fetch instead of JSON rendering.
 
-API, statements and bare alternate request by request, so they see the same cache state,
-after a warm-up of each (every pooled connection has prepared its statements). API time /
+API, statements and bare alternate request by request, each going first in turn (the first
+to read a plant's pages meets them cold), after a warm-up of each (every pooled connection
+has prepared its statements). API time /
 statements time is the API's own cost (HTTP, FastAPI, rendering in Python); API / bare is the
 whole price of serving the query safely over HTTP. Results go to perf/results/api.json.
 """
@@ -125,8 +126,10 @@ def measure(name: str, n: int, api: Callable[[int], None], statements: Callable[
         bare(i)
     times: dict[str, list[float]] = {"api": [], "statements": [], "bare": []}
     before = server_seconds(client, route) if route else (0.0, 0.0)
+    sides = [("api", api), ("statements", statements), ("bare", bare)]
     for i in range(n):
-        for side, call in (("api", api), ("statements", statements), ("bare", bare)):
+        # the side that runs first for a plant meets its pages cold, the others warm: rotate
+        for side, call in sides[i % 3:] + sides[:i % 3]:
             t0 = time.perf_counter()
             call(i)
             times[side].append(time.perf_counter() - t0)
@@ -356,7 +359,8 @@ def main() -> None:
                 page = max(limit, series)
                 q, params = queries.history_query(
                     limit=page + 1, **history_args(i, "plant", resolution, lo, hi))
-                return queries.history_json_page(same, q, params, page)
+                # the API's SQL: the page fetched in binary (it then renders it with orjson)
+                return same.cursor(binary=True).execute(q, params).fetchall()
             return as_api(admin, work)
 
         def csv_statements(i: int, lo: str, hi: str) -> object:

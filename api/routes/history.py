@@ -18,12 +18,12 @@ hold more rows than the limit (buckets in the range x series; raw: counted up to
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Literal
 
+import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -96,14 +96,15 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
                           "follow `next`, or download csv")
         limit = max(limit, series)  # a page holds at least one whole bucket
         query, params = queries.history_query(limit=limit + 1, **args)
-        data, boundary = queries.history_json_page(db.conn, query, params, limit)
+        data, rows, boundary = queries.history_json_page(db.conn, query, params, limit)
         next_url = None if boundary is None else str(request.url.include_query_params(
             **{"from": boundary.astimezone(tz).isoformat()}))
         meta_json = schemas.HistoryMeta(columns=exports.COLUMN_UNITS, **meta).model_dump_json(
             by_alias=True)
-        db.state.metrics.export_rows.labels("json").inc(data.count('"ts"'))
-        # the rows are rendered by PostgreSQL (same fields as schemas.HistoryRow)
-        body = f'{{"meta":{meta_json},"data":{data},"next":{json.dumps(next_url)}}}'
+        db.state.metrics.export_rows.labels("json").inc(rows)
+        # the rows are rendered by queries.history_json_page (same fields as schemas.HistoryRow)
+        body = b"".join((b'{"meta":', meta_json.encode(), b',"data":', data, b',"next":',
+                         orjson.dumps(next_url), b"}"))
         return Response(body, media_type="application/json")
     bound = {"csv": cfg.csv_max_rows, "xlsx": cfg.xlsx_max_rows,
              "parquet": cfg.parquet_max_rows}[fmt]
