@@ -315,3 +315,4 @@ def test_energymon_serve_runs_the_api(env: ApiEnv) -> None:
     assert proc.returncode == 0, "a graceful stop on SIGTERM exits 0"
     assert "Application shutdown complete" in out
     assert f"docs: http://127.0.0.1:{port}/docs" in out
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 
 import pandas as pd
@@ -299,3 +300,38 @@ def test_problems_are_rfc9457_with_actionable_messages(env: ApiEnv) -> None:
     assert r.status_code == 422 and r.json()["errors"][0]["location"] == "query parameter from"
     r = env.client.get(f"{API}/nothing-here", headers=env.headers("admin"))
     assert r.status_code == 404 and "no such endpoint" in r.json()["detail"]
+
+
+def test_every_request_gives_its_connection_back(env: ApiEnv) -> None:
+    """db_route: after streamed downloads, abandoned streams, errors raised inside a route and
+    failed authentication, every pooled connection is idle again and outside a transaction
+    (nothing holds a connection, nothing leaks a scope into the next request)."""
+    pool = env.client.app.state.api.database.pool
+    csv = f"{API}/plants/jx-yujiang-cement/meters/k1-elec/history"
+    params = {"from": "2026-10-29", "to": "2026-11-02", "resolution": "15min",
+              "format": "csv"}
+    for _ in range(3):
+        r = env.client.get(csv, params=params, headers=env.headers("plant-cement"))
+        assert r.status_code == 200 and r.text.count("\n") > 300
+        with env.client.stream("GET", csv, params=params,
+                               headers=env.headers("plant-cement")) as stream:
+            next(stream.iter_bytes())  # read a little, then hang up
+        assert env.client.get(f"{API}/plants/gx-liuzhou-steel",
+                              headers=env.headers("plant-cement")).status_code == 404
+        assert env.client.get(f"{API}/plants/jx-yujiang-cement/intensity",
+                              params={"period": "2026-13"},
+                              headers=env.headers("plant-cement")).status_code == 422
+        assert env.client.get(f"{API}/plants", headers={
+            "Authorization": "Bearer emk_" + "x" * 43}).status_code == 401
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stats = pool.get_stats()
+        if stats["pool_available"] == stats["pool_size"]:
+            break
+        time.sleep(0.05)
+    stats = pool.get_stats()
+    assert stats["pool_available"] == stats["pool_size"] > 0, stats
+    # and the next request on any of them starts with no scope: a plant token sees only its own
+    for _ in range(stats["pool_size"] + 1):
+        r = env.client.get(f"{API}/plants", headers=env.headers("plant-glass"))
+        assert [p["id"] for p in r.json()["data"]] == ["jx-shangyou-glass"]

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from api.auth import Principal, bearer_token
+from api.deps import Db
 from api.exports import COLUMN_UNITS, parquet_bytes, xlsx_bytes
 from api.problems import Problem
 from api.ratelimit import RateLimiter, retry_after
@@ -237,3 +238,33 @@ def test_health_and_problems_without_a_database() -> None:
     assert r.headers["retry-after"] == "5"
     r = client.delete("/api/v1/plants")
     assert r.status_code == 405 and "not allowed" in r.json()["detail"]
+
+
+
+def _route_without_db(plant: str) -> None:
+    return None
+
+
+def _route(db: Db, plant: str, limit: int = 10) -> None:
+    return None
+
+
+def test_db_route_keeps_the_route_signature_and_needs_db_first() -> None:
+    import inspect
+
+    from api.app import create_app
+    from api.deps import db_route
+    from core.settings import Settings
+
+    with pytest.raises(TypeError, match="db: Db first"):
+        db_route(_route_without_db)
+    endpoint = db_route(_route)
+    assert endpoint.__name__ == "_route" and endpoint.db_route is _route
+    assert inspect.iscoroutinefunction(endpoint)
+    assert list(inspect.signature(endpoint).parameters)[:2] == ["plant", "limit"]
+    # the parameters db_route adds (request, response, credentials) never reach the document
+    spec = create_app(Settings(database_url="postgresql://u:p@127.0.0.1:1/none")).openapi()
+    names = {p["name"] for ops in spec["paths"].values() for op in ops.values()
+             for p in op.get("parameters", [])}
+    assert names and not [n for n in names if n.startswith("energymon_")], names
+    assert "db" not in names
