@@ -112,5 +112,6 @@ def example_queries(base_url: str, token: str, *, plant: str = "jx-yujiang-cemen
         f"curl -s {auth} '{api}/plants/{plant}/status'",
         f"curl -s {auth} '{api}/plants/{plant}/units/{unit}/energy?period={period}'",
         f"curl -s {auth} -o history.csv '{api}/plants/{plant}/meters/{meter}/history"
-        f"?from={day}&to={last + timedelta(days=1):%Y-%m-%d}&resolution=15min&format=csv'",
+        f"?from={day}&to={date.fromisoformat(day) + timedelta(days=1):%Y-%m-%d}"
+        "&resolution=15min&format=csv'",
     ]

@@ -268,3 +268,19 @@ def test_db_route_keeps_the_route_signature_and_needs_db_first() -> None:
              for p in op.get("parameters", [])}
     assert names and not [n for n in names if n.startswith("energymon_")], names
     assert "db" not in names
+
+
+@pytest.mark.parametrize("day", [None, "2026-11-20", "2026-12-31"])
+def test_example_history_query_covers_one_day(day: str | None) -> None:
+    """The demo prints these: the CSV example must ask for [day, day + 1)."""
+    import re
+    from datetime import date, timedelta
+
+    from api.server import example_queries
+
+    kwargs = {"day": day, "period": day[:7]} if day else {}
+    last = [q for q in example_queries("http://h", "emk_x", **kwargs) if "format=csv" in q][0]
+    start, end = re.search(r"from=([0-9-]+)&to=([0-9-]+)", last).groups()  # type: ignore[union-attr]
+    assert date.fromisoformat(end) - date.fromisoformat(start) == timedelta(days=1)
+    if day:
+        assert start == day
