@@ -21,8 +21,8 @@ anything outside the scope.
 from __future__ import annotations
 
 import inspect
-import sys
 from collections.abc import AsyncIterator, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Annotated, Any, get_type_hints
 from zoneinfo import ZoneInfo
@@ -122,11 +122,10 @@ def _authenticated(state: AppState, request: Request, conn: psycopg.Connection,
     wait = state.limiter.acquire(principal.key)
     if wait is not None:
         raise _limited(state, wait, "token")
-    request.state.principal = principal
     return principal
 
 
-def _render(result: object, sub_response: Response | None) -> Response:
+def _render(result: object, sub_response: Response) -> Response:
     """The route's result as the response: a pydantic model as JSON (by alias, as FastAPI
     renders a ``response_model``), a :class:`Response` as it is; status code and headers set
     on the injected ``response`` parameter are carried over."""
@@ -138,12 +137,11 @@ def _render(result: object, sub_response: Response | None) -> Response:
     else:
         raise TypeError(f"a db_route returned {type(result).__name__}; return a pydantic "
                         "model or a Response")
-    if sub_response is not None:
-        if sub_response.status_code is not None:
-            response.status_code = sub_response.status_code
-        for name, value in sub_response.headers.items():
-            if name != "content-length":
-                response.headers.append(name, value)
+    if sub_response.status_code is not None:
+        response.status_code = sub_response.status_code
+    for name, value in sub_response.headers.items():
+        if name != "content-length":
+            response.headers.append(name, value)
     return response
 
 
@@ -160,23 +158,17 @@ async def _release_after(body: AsyncIterator[Any], release: Callable[[], None]
 
 
 def _serve(state: AppState, request: Request, secret: str, func: Callable[..., Any],
-           kwargs: dict[str, Any], sub_response: Response | None) -> Response:
+           kwargs: dict[str, Any], sub_response: Response) -> Response:
     """One request in one worker thread: connection, authentication + scope (one round trip),
     the route, rendering, commit."""
-    checkout = state.database.connection()
-    conn = checkout.__enter__()
-    try:
+    with ExitStack() as stack:  # on an error: rolls back and returns the connection
+        conn = stack.enter_context(state.database.connection())
         principal = _authenticated(state, request, conn, secret)
         response = _render(func(Db(conn, principal, state), **kwargs), sub_response)
-    except BaseException:
-        checkout.__exit__(*sys.exc_info())  # rolls back, returns the connection
-        raise
-    if isinstance(response, StreamingResponse):  # the body still reads from conn
-        response.body_iterator = _release_after(
-            response.body_iterator, lambda: checkout.__exit__(None, None, None))
-        return response
-    checkout.__exit__(None, None, None)  # commits before the first byte is sent
-    return response
+        if isinstance(response, StreamingResponse):  # the body still reads from conn
+            response.body_iterator = _release_after(response.body_iterator,
+                                                    stack.pop_all().close)
+    return response  # otherwise committed before the first byte is sent
 
 
 _REQUEST = "energymon_request_"
@@ -194,24 +186,20 @@ def db_route(func: Callable[..., Any]) -> Callable[..., Any]:
         raise TypeError(f"{func.__qualname__}: a db_route takes db: Db first")
     own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in params[1:]]
     names = {p.name for p in own}
-    wants_request = any(hints.get(n) is Request for n in names)
-    wants_response = any(hints.get(n) is Response for n in names)
-    request_name = next((n for n in names if hints.get(n) is Request), _REQUEST)
-    response_name = next((n for n in names if hints.get(n) is Response), _RESPONSE)
-    extra = []
-    if not wants_request:
-        extra.append(inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY,
-                                       annotation=Request))
-    if not wants_response:
-        extra.append(inspect.Parameter(_RESPONSE, inspect.Parameter.KEYWORD_ONLY,
-                                       annotation=Response))
+    request_name = next((p.name for p in own if p.annotation is Request), _REQUEST)
+    response_name = next((p.name for p in own if p.annotation is Response), _RESPONSE)
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind)
+             for name, kind in ((_REQUEST, Request), (_RESPONSE, Response))
+             if name in (request_name, response_name)]
     extra.append(inspect.Parameter(
         _CREDENTIALS, inspect.Parameter.KEYWORD_ONLY,
         annotation=Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]))
 
     async def endpoint(**kwargs: Any) -> Response:
-        request: Request = kwargs[request_name] if wants_request else kwargs.pop(_REQUEST)
-        sub_response: Response = (kwargs[response_name] if wants_response
+        # the route's own request/response parameters stay in kwargs; ours are taken out
+        request: Request = kwargs[request_name] if request_name in names else kwargs.pop(
+            _REQUEST)
+        sub_response: Response = (kwargs[response_name] if response_name in names
                                   else kwargs.pop(_RESPONSE))
         credentials = kwargs.pop(_CREDENTIALS)
         state = get_state(request)
@@ -223,12 +211,9 @@ def db_route(func: Callable[..., Any]) -> Callable[..., Any]:
         return await run_in_threadpool(_serve, state, request, secret, func, kwargs,
                                        sub_response)
 
-    positional = [p for p in own if p.kind is not inspect.Parameter.KEYWORD_ONLY]
-    keyword = [p for p in own if p.kind is inspect.Parameter.KEYWORD_ONLY]
     # FastAPI reads parameters by name; keyword-only ones may follow defaults in any order
     signature = inspect.Signature(
-        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in positional + keyword]
-        + extra)
+        [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra)
     endpoint.__signature__ = signature  # type: ignore[attr-defined]
     endpoint.__name__ = func.__name__
     endpoint.__qualname__ = func.__qualname__

@@ -429,7 +429,7 @@ def history_json_page(conn: psycopg.Connection, query: sql.Composed, params: dic
     rows = conn.cursor(binary=True).execute(query, params).fetchall()
     boundary = None
     if len(rows) > page_size:
-        boundary = max(r[0] for r in rows)
+        boundary = rows[-1][0]  # the query is ordered by ts
         rows = [r for r in rows if r[0] < boundary]
     quality = QUALITY.get
     body = orjson.dumps([
