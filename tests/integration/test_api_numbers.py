@@ -6,6 +6,7 @@ import io
 import time
 from collections.abc import Iterator
 
+import anyio
 import pandas as pd
 import psycopg
 import pytest
@@ -335,3 +336,67 @@ def test_every_request_gives_its_connection_back(env: ApiEnv) -> None:
     for _ in range(stats["pool_size"] + 1):
         r = env.client.get(f"{API}/plants", headers=env.headers("plant-glass"))
         assert [p["id"] for p in r.json()["data"]] == ["jx-shangyou-glass"]
+
+
+def _wait_all_idle(pool: object, seconds: float = 5.0) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        stats = pool.get_stats()  # type: ignore[attr-defined]
+        if stats["pool_available"] == stats["pool_size"] or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.02)
+
+
+def test_a_streamed_body_holds_its_connection_until_it_ends(env: ApiEnv) -> None:
+    """The mechanism behind the test above, where garbage collection would hide a fault:
+    db_route's worker (``_serve``) keeps the request's connection (and its transaction, with
+    the principal's scope) for a streamed body while the body is read, and gives it back as
+    soon as the body ends or the reader hangs up, not when the objects are collected."""
+    from fastapi import Response
+    from fastapi.responses import StreamingResponse
+    from starlette.requests import Request
+
+    from api.deps import Db, _serve
+
+    state = env.client.app.state.api
+    pool = state.database.pool
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": [],
+                       "query_string": b"", "client": ("127.0.0.1", 1)})
+
+    def route(db: Db, chunks: int) -> StreamingResponse:
+        def body() -> Iterator[bytes]:
+            for _ in range(chunks):  # reads through the request's own connection
+                yield db.conn.execute("SELECT current_setting('energymon.scope_plants', true)"
+                                      ).fetchone()[0].encode() + b"\n"
+        return StreamingResponse(body())
+
+    async def read(response: StreamingResponse, hang_up_after: int | None) -> list[bytes]:
+        out: list[bytes] = []
+        iterator = response.body_iterator
+        async for chunk in iterator:
+            out.append(chunk if isinstance(chunk, bytes) else chunk.encode())
+            if hang_up_after is not None and len(out) == hang_up_after:
+                await iterator.aclose()  # type: ignore[attr-defined]
+                break
+        return out
+
+    with psycopg.connect(env.url) as conn:
+        cement = str(conn.execute("SELECT id FROM plants WHERE code = 'jx-yujiang-cement'"
+                                  ).fetchone()[0])
+    for hang_up_after in (None, 1):
+        stats = _wait_all_idle(pool)
+        assert stats["pool_available"] == stats["pool_size"] > 0, stats
+        kept: list[StreamingResponse] = []  # held, so collection cannot give anything back
+        response = _serve(state, request, env.tokens["plant-cement"], route, {"chunks": 3},
+                          Response())
+        kept.append(response)
+        stats = pool.get_stats()
+        assert stats["pool_size"] - stats["pool_available"] == 1, (
+            "the streamed body's connection went back to the pool before the body was read",
+            stats)
+        chunks = anyio.run(read, response, hang_up_after)
+        assert chunks == [cement.encode() + b"\n"] * (hang_up_after or 3)  # scope still set
+        stats = pool.get_stats()
+        assert stats["pool_available"] == stats["pool_size"], (
+            "the connection was not given back when the body ended", hang_up_after, stats)
+        assert kept
