@@ -81,8 +81,12 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
         raise Problem(422, "invalid-request", "resolution raw (stored readings) is available "
                       "for a meter: /plants/{plant}/meters/{meter}/history")
     cfg = db.config
-    series = 1 if level == "meter" else max(1, queries.series_count(
-        db.conn, level=level, plant_pk=plant.pk, unit_pk=unit.pk if unit else None))
+
+    def series() -> int:
+        """Series in the range's buckets (a meter's are one; else counted)."""
+        return 1 if level == "meter" else max(1, queries.series_count(
+            db.conn, level=level, plant_pk=plant.pk, unit_pk=unit.pk if unit else None))
+
     meta = {"level": level, "plant": plant.id, "unit": unit.id if unit else None,
             "meter": meter.id if meter else None, "resolution": resolution,
             "from": start.astimezone(tz), "to": end.astimezone(tz), "timezone": str(tz)}
@@ -94,7 +98,8 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
             raise Problem(422, "invalid-request", f"query parameter limit: at most "
                           f"{cfg.history_json_max_rows} rows per JSON page (got {limit}); "
                           "follow `next`, or download csv")
-        limit = max(limit, series)  # a page holds at least one whole bucket
+        if limit < plant.meters:  # a page holds at least one whole bucket: each meter
+            limit = max(limit, series())  # adds at most one series, so count only if needed
         query, params = queries.history_query(limit=limit + 1, **args)
         data, rows, boundary = queries.history_json_page(db.conn, query, params, limit)
         next_url = None if boundary is None else str(request.url.include_query_params(
@@ -113,8 +118,9 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
         possible = queries.count_bounded(db.conn, query, params, bound)
         what = "readings"
     else:
-        possible = _buckets(start, end, resolution, tz) * series
-        what = f"{resolution} buckets x {series} series"
+        n_series = series()
+        possible = _buckets(start, end, resolution, tz) * n_series
+        what = f"{resolution} buckets x {n_series} series"
     if possible > bound:
         raise Problem(422, "export-too-large",
                       f"this range can hold up to {possible} rows ({what}); a {fmt} download "
