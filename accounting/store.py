@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -29,7 +29,7 @@ from accounting.intervals import (
     interval_meter_intervals,
 )
 from benchmarks.factors import convert_quantity
-from core.migrate import Backend, calendar_timezone, current_backend
+from storage.meta import Backend, calendar_timezone, current_backend
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,6 @@ class RecomputeStats:
         for name in ("meters", "readings", "intervals", "spikes", "resets", "rollovers"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped += other.skipped
-
-
-def mark_dirty(conn: psycopg.Connection, ranges: Iterable[tuple[int, datetime, datetime]]
-               ) -> None:
-    """Queue (meter id, from, to) ranges for recomputation (in the caller's transaction)."""
-    rows = list(ranges)
-    if rows:
-        conn.execute("SELECT energymon_mark_dirty(%s, %s, %s)",
-                     ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
 
 
 class Accountant:

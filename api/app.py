@@ -26,7 +26,11 @@ from api.db import Database
 from api.deps import AppState
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
+from api.routes import energy, health, history, intensity, readings, registry, status
+from benchmarks.catalogue import Catalogue
 from core.settings import Settings
+from ingest import IngestConfig, IngestPipeline
+from storage.meta import calendar_timezone
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +115,7 @@ class MetricsMiddleware:
             metrics.requests.labels(label(), scope["method"], str(status[0])).inc()
 
 
-def _start_pipeline(url: str, config: ApiConfig) -> Any:
-    from ingest import IngestConfig, IngestPipeline
-
+def _start_pipeline(url: str, config: ApiConfig) -> IngestPipeline:
     pipeline = IngestPipeline.for_database(
         url, config=IngestConfig(max_payload_bytes=config.push_max_bytes))
     return pipeline.start(registry_timeout=30)
@@ -121,16 +123,17 @@ def _start_pipeline(url: str, config: ApiConfig) -> Any:
 
 def create_app(settings: Settings, config: ApiConfig | None = None, *,
                database_url: str | None = None) -> FastAPI:
-    """The API for ``settings`` (database: ``database_url`` or the settings' database)."""
-    config = config or ApiConfig()
+    """The API for ``settings``: its ``api`` section unless ``config`` is given, on
+    ``database_url`` (or the settings' URL). The composition root resolves the URL (and
+    starts an embedded server where none is configured); the API never does."""
+    config = config or settings.api
+    url = database_url or settings.database_url
+    if url is None:
+        raise ValueError("create_app needs a database URL (the caller resolves it: "
+                         "app.runtime.database_url)")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from benchmarks.catalogue import Catalogue
-        from core.migrate import calendar_timezone
-        from core.runtime import database_url as resolve_url
-
-        url = database_url or resolve_url(settings)
         database = Database(url, config)
         database.open()
         pipeline = None
@@ -144,7 +147,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
                 limiter=RateLimiter(config.rate_per_second, config.rate_burst),
                 anonymous_limiter=RateLimiter(config.anonymous_rate_per_second,
                                               config.rate_burst),
-                default_edition=getattr(settings, "catalogue_edition", None),
+                default_edition=settings.catalogue_edition,
             )
             if config.push_enabled:
                 pipeline = _start_pipeline(url, config)
@@ -173,8 +176,6 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
     )
     problems.install(app)
     app.add_middleware(MetricsMiddleware)
-
-    from api.routes import energy, health, history, intensity, readings, registry, status
 
     for module in (registry, readings, status, energy, intensity, history):
         app.include_router(module.router, prefix=API_PREFIX)

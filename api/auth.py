@@ -6,7 +6,7 @@ Authorisation has two layers:
    :meth:`Principal.sees_plant` (a forbidden object answers 404, like a missing one);
 2. the database: each request transaction runs as ``energymon_api`` with the principal's scope
    in ``energymon.scope_*`` settings, and row-level security admits only rows of plants in
-   scope (see ``core/migrations/0020_api_auth.sql``) even if a check in layer 1 were missing.
+   scope (see ``storage/migrations/0020_api_auth.sql``) even if a check in layer 1 were missing.
 """
 
 from __future__ import annotations

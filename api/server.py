@@ -1,11 +1,11 @@
 """Running the API: ``energymon serve`` (blocking) and :func:`serve_in_thread` (demo, tests,
 perf harness).
 
-Usage from another process's composition root (e.g. ``core/demo.py``)::
+Usage from another process's composition root (e.g. ``app/demo.py``)::
 
     from api.server import serve_in_thread
 
-    server = serve_in_thread(settings, port=8000)        # returns once the API is ready
+    server = serve_in_thread(settings, port=8000, database_url=url)  # returns once ready
     print(f"API docs: {server.url}/docs")
     ...
     server.stop()
@@ -13,7 +13,6 @@ Usage from another process's composition root (e.g. ``core/demo.py``)::
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Generator
@@ -24,6 +23,7 @@ import uvicorn
 
 from api.app import create_app
 from api.config import ApiConfig
+from core.ports import free_port
 from core.settings import Settings
 
 
@@ -47,10 +47,10 @@ def _server(settings: Settings, host: str, port: int, config: ApiConfig | None,
                                          timeout_graceful_shutdown=10))
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
+def serve(settings: Settings, database_url: str, *, host: str = "127.0.0.1", port: int = 8000,
           config: ApiConfig | None = None, log_level: str = "info") -> int:
     """Serve until SIGINT/SIGTERM (uvicorn handles the signals); the exit code."""
-    server = _server(settings, host, port, config, None, log_level)
+    server = _server(settings, host, port, config, database_url, log_level)
     server.run()
     return 0 if server.started else 1
 
@@ -64,12 +64,6 @@ class ServerHandle:
     def stop(self, timeout: float = 15.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_in_thread(settings: Settings, port: int = 0, *, host: str = "127.0.0.1",
@@ -91,27 +85,3 @@ def serve_in_thread(settings: Settings, port: int = 0, *, host: str = "127.0.0.1
             raise RuntimeError(f"the API did not start on {host}:{port} (see the log above)")
         time.sleep(0.05)
     return ServerHandle(f"http://{host}:{port}", server, thread)
-
-
-def example_queries(base_url: str, token: str, *, plant: str = "jx-yujiang-cement",
-                    unit: str = "kiln-1", meter: str = "k1-elec", region: str = "360000",
-                    period: str | None = None, day: str | None = None) -> list[str]:
-    """A few ready-to-paste curl commands (for the demo's closing summary)."""
-    from datetime import date, timedelta
-
-    last = date.today().replace(day=1) - timedelta(days=1)
-    period = period or f"{last:%Y-%m}"
-    day = day or f"{last:%Y-%m-%d}"
-    auth = f"-H 'Authorization: Bearer {token}'"
-    api = f"{base_url}/api/v1"
-    return [
-        f"curl -s {auth} '{api}/plants'",
-        f"curl -s {auth} '{api}/plants/{plant}/intensity?period={period}'",
-        f"curl -s {auth} '{api}/flagged?period={period}&region={region}'",
-        f"curl -s {auth} '{api}/regions/{region}/kpis?period={period}'",
-        f"curl -s {auth} '{api}/plants/{plant}/status'",
-        f"curl -s {auth} '{api}/plants/{plant}/units/{unit}/energy?period={period}'",
-        f"curl -s {auth} -o history.csv '{api}/plants/{plant}/meters/{meter}/history"
-        f"?from={day}&to={date.fromisoformat(day) + timedelta(days=1):%Y-%m-%d}"
-        "&resolution=15min&format=csv'",
-    ]

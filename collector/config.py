@@ -39,7 +39,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -50,9 +49,10 @@ from pydantic import (
 )
 
 from core.contract import CODE_PATTERN
-from core.fleet import repeated
 from core.payload import MAX_READINGS_PER_BATCH
 from core.settings import MqttEndpoint
+from core.yamlfile import ConfigFileError, describe_location, read_yaml, repeated
+from modbus import RegisterMapError, load_register_map, plan_reads
 
 __all__ = [
     "DAY_S",
@@ -408,58 +408,23 @@ class GatewayFile(_Model):
 
 
 # -------------------------------------------------------------------------------- errors
-class GatewayConfigError(ValueError):
+class GatewayConfigError(ConfigFileError):
     """A gateway file is invalid; ``problems`` lists one readable line per error."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        super().__init__(
-            f"{source}: {len(self.problems)} problem(s):\n  " + "\n  ".join(self.problems)
-        )
 
 
 _LABELS = {"links": "link", "devices": "device", "meters": "meter"}
 _TRANSPORTS = ("tcp", "rtu", "rtu_over_tcp")
 
 
-def describe_location(data: Any, loc: Sequence[int | str]) -> str:
-    """A pydantic error location as ``device 'k1' > meter 'm' > field 'f'``.
-
-    Mirrors :func:`core.fleet.describe_location`: list items are named by their ``id`` (or
-    ``name`` for links); the tagged-union tag pydantic inserts for links is skipped.
-    """
-    parts: list[str] = []
-    node = data
-    i = 0
+def gateway_location(data: Any, loc: Sequence[int | str]) -> str:
+    """A pydantic error location as ``device 'k1' > meter 'm' > field 'f'``: list items are
+    named by their ``id`` (or ``name`` for links); the tagged-union tag pydantic inserts for
+    links is skipped."""
     if loc and loc[0] == "gateway":
-        node = data.get("gateway") if isinstance(data, dict) else None
-        i = 1
-    while i < len(loc):
-        key = loc[i]
-        if key == "mqtt_meters":
-            parts.append("mqtt_meters")
-            node = node.get(key) if isinstance(node, dict) else None
-            i += 1
-            continue
-        if key in _LABELS and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-            index = int(loc[i + 1])
-            item = None
-            if isinstance(node, dict) and isinstance(node.get(key), list):
-                seq = node[key]
-                item = seq[index] if index < len(seq) else None
-            ident = item.get("id", item.get("name")) if isinstance(item, dict) else None
-            label = _LABELS[str(key)]
-            parts.append(f"{label} {ident!r}" if ident is not None else f"{label} #{index + 1}")
-            node = item
-            i += 2
-            if key == "links" and i < len(loc) and loc[i] in _TRANSPORTS:
-                i += 1
-            continue
-        rest = ".".join(str(k) for k in loc[i:])
-        parts.append(f"field {rest!r}")
-        break
-    return " > ".join(parts)
+        data = data.get("gateway") if isinstance(data, dict) else None
+        loc = loc[1:]
+    return describe_location(data, loc, _LABELS, id_keys=("id", "name"),
+                             sections=("mqtt_meters",), tags=_TRANSPORTS)
 
 
 def _problems_from(exc: ValidationError, data: Any) -> list[str]:
@@ -471,7 +436,7 @@ def _problems_from(exc: ValidationError, data: Any) -> list[str]:
             len(e["loc"]) > len(loc) and e["loc"][: len(loc)] == loc for e in errors
         ):
             continue  # a list whose items were invalid, reported item by item
-        where = describe_location(data, err["loc"])
+        where = gateway_location(data, err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -491,7 +456,6 @@ def _join(where: str, msg: str) -> str:
 
 def _cross_check(gateway: Gateway) -> list[str]:
     """What the schema cannot see: register maps, their fields and the read plans."""
-    from core.modbus import RegisterMapError, load_register_map, plan_reads
 
     problems: list[str] = []
     for dev in gateway.devices:
@@ -568,26 +532,9 @@ def parse_gateway(data: Any, source: str = "<gateway>") -> Gateway:
     return gateway
 
 
-def read_yaml(path: str | Path) -> Any:
-    """Parsed YAML of ``path``; unreadable files and syntax errors become config errors."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise GatewayConfigError(str(path), [f"cannot read file: {exc.strerror}"]) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise GatewayConfigError(
-            str(path), [f"{where}invalid YAML: {getattr(exc, 'problem', exc)}"]
-        ) from None
-
-
 def load_gateway(path: str | Path) -> Gateway:
     """Read and validate a gateway YAML file."""
-    return parse_gateway(read_yaml(path), str(path))
+    return parse_gateway(read_yaml(path, GatewayConfigError), str(path))
 
 
 def spool_path(gateway: Gateway, data_dir: Path) -> Path:

@@ -30,6 +30,7 @@ from collector.polling import DevicePlan, LinkPoller, PollResult
 from collector.publisher import Publisher
 from collector.schedule import due, next_tick, nominal_ts, quality_for
 from collector.spool import Spool, SpoolReading
+from core.exitcodes import EXIT_FAILURE, EXIT_OK
 from core.settings import MqttEndpoint
 
 __all__ = ["Collector", "run_collector"]
@@ -215,5 +216,5 @@ def run_collector(gateway: Gateway, *, data_dir: Path, mqtt: MqttEndpoint | None
     except (OSError, sqlite3.Error) as exc:  # e.g. the spool directory is not writable
         log_event(logging.CRITICAL, "collector_failed", gateway=gateway.id,
                   error=f"{type(exc).__name__}: {exc}")
-        return 1
-    return 0
+        return EXIT_FAILURE
+    return EXIT_OK

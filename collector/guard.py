@@ -2,7 +2,7 @@
 
 Modbus has no authentication, so a collector that *can* write can damage a plant. This module
 is the single place in ``collector/`` that touches a pymodbus client, and it exposes only
-:meth:`ReadOnlyModbus.read`, which maps a planned :class:`~core.modbus.ReadRequest` to one of the
+:meth:`ReadOnlyModbus.read`, which maps a planned :class:`~modbus.ReadRequest` to one of the
 four read calls. Any other function code raises :class:`WriteRefusedError` before a byte is
 sent; the underlying client is kept in a private slot and never handed out. A test scans the
 package source so no other module calls a pymodbus method directly.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from core.modbus import READ_FUNCTION_CODES
+from modbus import READ_FUNCTION_CODES
 
 __all__ = ["DeviceExceptionError", "ReadOnlyModbus", "WriteRefusedError", "open_client"]
 

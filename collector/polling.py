@@ -1,7 +1,7 @@
 """Polling: one client per physical link, requests serialised on it, links polled concurrently.
 
 A :class:`DevicePlan` is computed once per device at startup with the shared planner
-(:func:`core.modbus.plan_reads`): the fields bound to meters (plus the ratio registers when the
+(:func:`modbus.plan_reads`): the fields bound to meters (plus the ratio registers when the
 device reports its own CT/PT ratios), coalesced into as few reads as the link allows.
 
 A :class:`LinkPoller` owns the link's guarded client (:mod:`collector.guard`) and an
@@ -25,8 +25,8 @@ from collector.config import Device, device_fields
 from collector.guard import DeviceExceptionError, ReadOnlyModbus, open_client
 from collector.observability import CollectorMetrics, OutageLog
 from collector.schedule import too_late
-from core.modbus import ReadRequest, RegisterField, RegisterMap, decode_plan, plan_reads
-from core.modbus.registermap import Ratio, load_register_map
+from modbus import ReadRequest, RegisterField, RegisterMap, decode_plan, plan_reads
+from modbus.registermap import Ratio, load_register_map
 
 __all__ = ["DevicePlan", "LinkPoller", "PollResult"]
 

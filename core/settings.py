@@ -2,14 +2,20 @@
 
 Precedence (highest first): explicit keyword arguments, ``ENERGYMON_*`` environment variables,
 the YAML config file named by ``ENERGYMON_CONFIG`` (or passed as ``config_file``), defaults.
+The file uses the same keys in lower case, with the ``api:`` and ``ingest:`` sections as
+mappings (``ENERGYMON_API_RATE_PER_SECOND`` is ``api: {rate_per_second: ...}``); it is read with
+the strict loader, so a duplicated key is refused with its line.
 
 No module-level settings object exists: each process builds one in its composition root
-(``core.cli``) and passes it down.
+(``app.cli``) and passes it down.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -18,10 +24,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
+
+from core.yamlfile import ConfigFileError, read_yaml
 
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 
@@ -68,11 +76,111 @@ class MqttEndpoint(BaseModel):
         )
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API (``ENERGYMON_API_*``, or the config file's ``api:`` section).
+
+    Every limit the API enforces is here, with its default; the OpenAPI description and the
+    problem messages quote them, so what is documented is what is enforced.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # -- rate limiting (token bucket per principal, in-process) --------------------------------
+    rate_per_second: float = Field(
+        default=20.0, ge=0,
+        description="Sustained requests per second per token; 0 disables rate limiting.")
+    rate_burst: int = Field(default=60, ge=1, description="Bucket size: requests in a burst.")
+    anonymous_rate_per_second: float = Field(
+        default=5.0, ge=0,
+        description="Requests per second per client address for failed authentication.")
+
+    # -- sizes -----------------------------------------------------------------------------------
+    page_max: int = Field(default=1000, ge=1, description="Largest page of a list (limit).")
+    history_json_max_rows: int = Field(
+        default=10_000, ge=1, description="Largest page of history rows as JSON (limit).")
+    csv_max_rows: int = Field(
+        default=5_000_000, ge=1,
+        description="Most rows one CSV export may hold (streamed from a server-side cursor).")
+    xlsx_max_rows: int = Field(
+        default=200_000, ge=1, le=1_048_575,
+        description="Most rows one XLSX export may hold (built in memory; Excel's own limit is "
+        "1 048 576 rows).")
+    parquet_max_rows: int = Field(
+        default=2_000_000, ge=1, description="Most rows one Parquet export may hold.")
+    push_max_bytes: int = Field(
+        default=1_048_576, ge=1, description="Largest readings push body in bytes.")
+
+    # -- database --------------------------------------------------------------------------------
+    pool_min: int = Field(default=2, ge=1)
+    pool_max: int = Field(default=16, ge=1)
+    pool_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a request waits for a database connection.")
+    statement_timeout_ms: int = Field(
+        default=60_000, ge=0, description="Per statement; 0 = none.")
+    db_role: str = Field(
+        default="energymon_api", pattern=r"^[a-z_][a-z0-9_]*$",
+        description="Role every API connection switches to (SET ROLE); row-level security "
+        "applies to it.")
+
+    # -- readings push -----------------------------------------------------------------------------
+    push_enabled: bool = Field(
+        default=True, description="Start the ingest pipeline for POST .../readings.")
+    push_wait_seconds: float = Field(
+        default=10.0, ge=0,
+        description="How long a push waits for its readings to be committed before answering "
+        "202 (queued) instead of 200 (stored).")
+
+    # -- observability ---------------------------------------------------------------------------
+    metrics_public: bool = Field(
+        default=True,
+        description="Serve /metrics without a token (bind the API to a private network).")
+
+
+class IngestSettings(BaseModel):
+    """The MQTT ingest worker (``ENERGYMON_INGEST_*``, or the config file's ``ingest:``
+    section); the flags of ``energymon ingest`` override them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group: str = Field(
+        default="ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="MQTT 5 shared-subscription group; workers of one group split the stream.")
+    client_id: str | None = Field(
+        default=None, min_length=1,
+        description="Stable MQTT client id of this worker, unique per worker (default: "
+        "energymon-<group>-<hostname>).")
+    batch_size: int = Field(default=20_000, ge=1, description="Readings per transaction.")
+    flush_interval: float = Field(
+        default=0.2, gt=0, description="Seconds a queued reading may wait for its batch.")
+    max_pending: int = Field(
+        default=200_000, ge=1,
+        description="Bound of the queue in readings; receiving waits when full.")
+    future_tolerance: float = Field(
+        default=300, ge=0, description="Seconds a reading may be ahead of its receive time.")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Prometheus metrics port (unset: off).")
+    metrics_addr: str = Field(default="127.0.0.1", description="Address of the metrics endpoint.")
+    receive_maximum: int = Field(
+        default=20_000, ge=1, le=65_535,
+        description="Unacknowledged messages the broker may send at once.")
+    session_expiry: int = Field(
+        default=3600, ge=0,
+        description="Seconds the broker keeps this worker's session while it is away.")
+    drain_timeout: float = Field(
+        default=30, ge=0, description="Seconds to commit what was received at shutdown.")
+
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("energymon_config_file", default=None)
+
+
 class Settings(BaseSettings):
     """Settings shared by the CLI, collectors, ingest workers and the API."""
 
     model_config = SettingsConfigDict(
         env_prefix="ENERGYMON_",
+        # ENERGYMON_API_RATE_PER_SECOND -> api.rate_per_second (one level of sections)
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
         extra="forbid",
         frozen=True,
     )
@@ -111,6 +219,8 @@ class Settings(BaseSettings):
         "(fleet file) wins.",
     )
     log_level: str = Field(default="INFO")
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @field_validator("timezone")
     @classmethod
@@ -161,25 +271,43 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("ENERGYMON_CONFIG")
+        config_file = _CONFIG_FILE.get() or os.environ.get("ENERGYMON_CONFIG")
         if config_file:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+            sources.append(InitSettingsSource(settings_cls, _read_config(Path(config_file))))
         return tuple(sources)
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    data = read_yaml(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(str(path), ["the file must be a mapping of settings "
+                                          "(database_url: ..., api: {...}, ...)"])
+    return data
+
+
+@contextmanager
+def _config_file(path: Path) -> Iterator[None]:
+    token = _CONFIG_FILE.set(path)
+    try:
+        yield
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build settings; ``config_file`` (YAML) takes the place of ``ENERGYMON_CONFIG``."""
-    if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        previous = os.environ.get("ENERGYMON_CONFIG")
-        os.environ["ENERGYMON_CONFIG"] = str(path)
-        try:
-            return Settings(**overrides)
-        finally:
-            if previous is None:
-                os.environ.pop("ENERGYMON_CONFIG", None)
-            else:
-                os.environ["ENERGYMON_CONFIG"] = previous
-    return Settings(**overrides)
+    """Build settings; ``config_file`` (YAML) takes the place of ``ENERGYMON_CONFIG``.
+
+    Raises ``FileNotFoundError``, :class:`~core.yamlfile.ConfigFileError` (syntax, duplicated
+    key) or ``pydantic.ValidationError`` (a value).
+    """
+    if config_file is None:
+        return Settings(**overrides)
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    with _config_file(path):
+        return Settings(**overrides)

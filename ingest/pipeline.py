@@ -40,6 +40,7 @@ from ingest.model import Outcome, Receipt, Rejection, Unit, WriteStats
 from ingest.reasons import ReasonCode
 from ingest.registry_cache import RegistryCache, database_loader
 from ingest.validation import DEFAULT_FUTURE_TOLERANCE, DeadLetter, Validated, Validator
+from ingest.writer import PgWriter
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,6 @@ class IngestPipeline:
     def for_database(cls, url: str, *, config: IngestConfig | None = None,
                      metrics: IngestMetrics | None = None) -> IngestPipeline:
         """The production wiring: a PostgreSQL writer and a registry cache on ``url``."""
-        from ingest.writer import PgWriter
 
         config = config or IngestConfig()
         registry = RegistryCache(database_loader(url, config.connect_timeout),

@@ -45,6 +45,7 @@ from ingest.rows import (
     to_micros,
 )
 from ingest.validation import DeadLetter
+from storage.dirty import mark_dirty_arrays
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,8 @@ class PgWriter:
                 if micros > hi.get(meter_id, micros - 1):
                     hi[meter_id] = micros
         ids = list(lo)
-        conn.execute("SELECT energymon_mark_dirty(%s, %s, %s)",
-                     (ids, [from_micros(lo[m]) for m in ids], [from_micros(hi[m]) for m in ids]))
+        mark_dirty_arrays(conn, ids, [from_micros(lo[m]) for m in ids],
+                          [from_micros(hi[m]) for m in ids])
 
     def write_dead_letters(self, items: Sequence[tuple[Unit, DeadLetter]]) -> WriteStats:
         """Write only dead letters (used to set a message aside)."""

@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from accounting.periods import parse_period
 from accounting.store import Accountant
 from accounting.verdicts import unit_results
-from core.embedded_pg import EmbeddedPostgres
-from core.fleet import parse_fleet
-from core.migrate import migrate
-from core.registry import load_registry
+from app.devservices.embedded_pg import EmbeddedPostgres
+from fleet import parse_fleet
+from fleet.registry import load_registry
 from perf.clinker_fleet import clinker_fleet
+from storage.migrate import migrate
 
 SH = ZoneInfo("Asia/Shanghai")
 Q = timedelta(minutes=15)

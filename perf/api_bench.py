@@ -70,13 +70,13 @@ from api.config import ApiConfig
 from api.db import configure_connection
 from api.server import serve_in_thread
 from api.tokens import create_token
+from app.devservices.embedded_pg import EmbeddedPostgres
 from benchmarks.catalogue import Catalogue
-from core.embedded_pg import EmbeddedPostgres
-from core.fleet import parse_fleet
-from core.migrate import migrate
-from core.registry import load_registry
 from core.settings import Settings
+from fleet import parse_fleet
+from fleet.registry import load_registry
 from perf.clinker_fleet import clinker_fleet
+from storage.migrate import migrate
 
 SH = ZoneInfo("Asia/Shanghai")
 Q = timedelta(minutes=15)
@@ -256,12 +256,12 @@ def start_server_process(url: str) -> tuple[subprocess.Popen, str]:
     """`energymon serve` in a child process (its own interpreter, as in production)."""
     import httpx
 
-    from api.server import free_port
+    from core.ports import free_port
 
     port = free_port()
     env = {**os.environ, "ENERGYMON_DATABASE_URL": url, "ENERGYMON_API_RATE_PER_SECOND": "0",
            "ENERGYMON_API_PUSH_ENABLED": "false", "ENERGYMON_LOG_LEVEL": "WARNING"}
-    process = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
                                env=env, cwd=Path(__file__).resolve().parent.parent,
                                stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.fleet import uscc_check_char
+from fleet import uscc_check_char
 
 PROVINCE = {"code": "360000", "name": "江西省", "level": "province"}
 
 
 def clinker_fleet(plants: int, *, name: str, id_prefix: str, uscc_tag: str,
                   prefectures: Sequence[str] = ()) -> dict:
-    """Fleet data (to give to ``core.fleet.parse_fleet``). Plants are spread round-robin over
+    """Fleet data (to give to ``fleet.parse_fleet``). Plants are spread round-robin over
     ``prefectures`` (codes under Jiangxi), or all sit at province level when none are given;
     ``uscc_tag`` (5 characters) keeps the credit codes of different harnesses apart."""
     regions = [PROVINCE] + [{"code": code, "name": f"prefecture {code}", "level": "prefecture",

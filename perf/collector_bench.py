@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from collector.config import parse_gateway  # noqa: E402
 from collector.gateway import Collector  # noqa: E402
-from core.modbus import decode_plan, load_register_map, plan_reads  # noqa: E402
+from modbus import decode_plan, load_register_map, plan_reads  # noqa: E402
 
 MODEL = "acrel_adl400"
 FIELD = "energy_import"

@@ -45,13 +45,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.broker import Mosquitto  # noqa: E402
-from core.embedded_pg import EmbeddedPostgres, find_postgres_with_extension  # noqa: E402
-from core.migrate import migrate  # noqa: E402
+from app.devservices.broker import Mosquitto  # noqa: E402
+from app.devservices.embedded_pg import EmbeddedPostgres, find_postgres_with_extension  # noqa: E402
 from core.payload import topic_for  # noqa: E402
 from core.settings import MqttEndpoint  # noqa: E402
 from ingest.mqtt import MqttIngestWorker  # noqa: E402
 from ingest.pipeline import IngestConfig, IngestPipeline  # noqa: E402
+from storage.migrate import migrate  # noqa: E402
 
 EPOCH = datetime(2026, 3, 1, tzinfo=UTC)
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ the MQTT simulator's publish rate to a local Mosquitto.
 Modbus: a synthetic fleet of ``--modbus-meters`` meters (``--modbus-ports`` plants, one port
 each, one unit id per meter, Acrel / CHINT / Eastron / flow-totaliser / belt-scale maps) served
 by ONE child process; the parent polls every meter with the collector's request plan
-(``core.modbus.plan_reads``, 1-3 requests per meter) over ``--clients`` concurrent TCP
+(``modbus.plan_reads``, 1-3 requests per meter) over ``--clients`` concurrent TCP
 connections for ``--seconds`` seconds. Reported: requests/s, meter polls/s, the time of the
 first full cycle over all meters, errors, the server's RSS.
 
@@ -107,7 +107,7 @@ async def _poll_loop(host: str, port: int, jobs: list[tuple[int, list]], deadlin
 
 
 def bench_modbus(meters: int, ports: int, clients: int, seconds: float) -> dict[str, object]:
-    from core.modbus import load_register_map, plan_reads
+    from modbus import load_register_map, plan_reads
     from simulators.synthetic import synthetic_fleet_data
 
     per_plant = max(2, meters // ports)
@@ -176,7 +176,7 @@ def bench_modbus(meters: int, ports: int, clients: int, seconds: float) -> dict[
 
 
 def bench_mqtt(plants: int, per_plant: int, intervals: int, chunk: int) -> dict[str, object]:
-    from core.broker import Mosquitto
+    from app.devservices.broker import Mosquitto
     from core.settings import MqttEndpoint
     from simulators.model import STEP_S, FleetModel
     from simulators.mqtt_publisher import MqttPublisher, PlantFeed, merge_plans

@@ -7,7 +7,7 @@ truth for every number the platform computes.
   meter's unit (GB/T 2589); counters = cumulative sums (linear inside an interval) wrapped at
   the declared width, with value faults (rollover, reset, stuck, spike);
 - :mod:`simulators.registers` — the register image of a Modbus meter at an instant, encoded
-  with the shared register maps and codec (:mod:`core.modbus`);
+  with the shared register maps and codec (:mod:`modbus`);
 - :mod:`simulators.modbus_server` — every Modbus plant served by one process (pymodbus
   ``ModbusTcpServer`` + ``SimDevice``; one port per plant, one unit id per meter) with
   protocol faults (offline, timeout, slow, exception);
@@ -18,7 +18,7 @@ truth for every number the platform computes.
 - :mod:`simulators.runtime` — the whole fleet in the background (demo);
 - :mod:`simulators.synthetic` — fleets of any size for perf harnesses.
 
-Configured by the optional ``simulation`` blocks of the fleet file (:mod:`core.fleet`); run
+Configured by the optional ``simulation`` blocks of the fleet file (:mod:`fleet`); run
 with ``energymon simulate modbus | mqtt | backfill | truth``. Imports :mod:`core` and the pure
 domain package :mod:`benchmarks`, never collector, ingest or api. Nothing is imported here so
 that ``import simulators`` stays cheap; import the submodules.

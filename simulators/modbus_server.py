@@ -35,8 +35,8 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from core.fleet import ExceptionFault, SlowFault
-from core.modbus.registermap import Table
+from fleet import ExceptionFault, SlowFault
+from modbus.registermap import Table
 from simulators import _hash
 from simulators.clock import SimClock
 from simulators.model import FleetModel, MeterModel, in_window

@@ -36,7 +36,7 @@ import numpy as np
 from benchmarks.catalogue import Catalogue, CatalogueEntry, UnknownEntryError
 from benchmarks.evaluate import kgce_per_energy_unit
 from benchmarks.factors import EnergyFactors
-from core.fleet import (
+from fleet import (
     Direction,
     Fleet,
     FleetSimulation,
@@ -56,7 +56,7 @@ from core.fleet import (
     StuckFault,
     TimeWindow,
 )
-from core.modbus.registermap import Kind, Quantity, RegisterField, RegisterMap, load_register_map
+from modbus.registermap import Kind, Quantity, RegisterField, RegisterMap, load_register_map
 from simulators import _hash
 
 STEP_S = 900

@@ -35,7 +35,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from core.fleet import (
+from core.payload import PAYLOAD_VERSION, topic_for
+from core.settings import MqttEndpoint
+from fleet import (
     ClockSkewFault,
     DuplicateFault,
     LateFault,
@@ -43,8 +45,6 @@ from core.fleet import (
     MqttTransport,
     OutOfOrderFault,
 )
-from core.payload import PAYLOAD_VERSION, topic_for
-from core.settings import MqttEndpoint
 from simulators import _hash
 from simulators.clock import SimClock
 from simulators.model import STEP_S, FleetModel, MeterModel, PlantModel, in_window

@@ -2,7 +2,7 @@
 
 A :class:`MeterRegisters` turns the plant model's state of one meter (counter, current rate,
 faults) into the engineering value of every field of the meter's register map, and encodes those
-values with :mod:`core.modbus` — the same register maps and codec the collector decodes with.
+values with :mod:`modbus` — the same register maps and codec the collector decodes with.
 
 Conventions (so that a collector gets back exactly the fleet's quantities):
 
@@ -25,10 +25,10 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.fleet import MeterKind
-from core.modbus import codec
-from core.modbus.codec import Number
-from core.modbus.registermap import Kind, Quantity, RegisterField, Table
+from fleet import MeterKind
+from modbus import codec
+from modbus.codec import Number
+from modbus.registermap import Kind, Quantity, RegisterField, Table
 from simulators import _hash
 from simulators.model import (
     BELT_SCALE_DECIMALS,

@@ -14,8 +14,8 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from core.fleet import Fleet
 from core.settings import MqttEndpoint
+from fleet import Fleet
 from simulators.clock import SimClock
 from simulators.modbus_server import Endpoint, ModbusFleetServer
 from simulators.model import FleetModel

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.fleet import USCC_ALPHABET, Fleet, parse_fleet, uscc_check_char
+from fleet import USCC_ALPHABET, Fleet, parse_fleet, uscc_check_char
 
 ELECTRIC_MODELS = ("acrel_adl400", "chint_dtsu666", "eastron_sdm630")
 

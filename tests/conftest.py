@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from core.broker import Mosquitto
-from core.embedded_pg import EmbeddedPostgres, find_postgres_with_extension
-from core.migrate import migrate
+from app.devservices.broker import Mosquitto
+from app.devservices.embedded_pg import EmbeddedPostgres, find_postgres_with_extension
+from storage.migrate import migrate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -118,7 +118,7 @@ def timescale_db(timescale_server: Server) -> Iterator[str]:
 
 @pytest.fixture
 def example_fleet_path() -> Path:
-    return REPO / "core" / "examples" / "fleet.yaml"
+    return REPO / "fleet" / "examples" / "fleet.yaml"
 
 
 @pytest.fixture

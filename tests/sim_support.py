@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
-from core.fleet import Fleet, parse_fleet
+from fleet import Fleet, parse_fleet
 from simulators.model import FleetModel
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "core" / "examples" / "fleet.yaml"
+EXAMPLE = Path(__file__).resolve().parent.parent / "fleet" / "examples" / "fleet.yaml"
 # a Thursday, 12:00 in Asia/Shanghai; the kilns and the potline run, no declared window is open
 NOON = datetime(2026, 11, 19, 4, 0, tzinfo=UTC)
 

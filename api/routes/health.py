@@ -9,6 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api import queries, schemas
 from api.deps import StateDep
 from api.problems import Problem
+from storage.meta import Backend
+from storage.migrate import available_migrations
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +25,6 @@ async def health() -> schemas.Health:  # no I/O: answered on the event loop
                              "description": "Database unreachable or schema not migrated."}},
             summary="Readiness: database reachable and schema migrated")
 def ready(state: StateDep, response: Response) -> schemas.Readiness:
-    from core.migrate import available_migrations
 
     try:
         with state.database.connection() as conn:
@@ -37,7 +38,6 @@ def ready(state: StateDep, response: Response) -> schemas.Readiness:
                                  schema_version=None, pending_migrations=[],
                                  detail=str(exc).strip().splitlines()[0] if str(exc).strip()
                                  else type(exc).__name__)
-    from core.migrate import Backend
 
     backend = Backend(backend_row[0]) if backend_row else Backend.POSTGRES
     pending = [f"{m.version:04d}_{m.name}" for m in available_migrations(backend)

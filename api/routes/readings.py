@@ -19,6 +19,7 @@ from api.deps import Db, db_route, plant_in_scope
 from api.problems import Problem, responses
 from core.contract import CODE_PATTERN
 from core.payload import BatchPayload, SingleReadingPayload
+from ingest import Backpressure, Outcome, PipelineClosed
 
 router = APIRouter(tags=["readings"])
 
@@ -86,7 +87,6 @@ def push_readings(
                       "(ENERGYMON_API_PUSH_ENABLED=false); publish over MQTT instead",
                       headers={"Retry-After": "60"})
     db.conn.commit()  # nothing to keep open while the writer works
-    from ingest import Backpressure, Outcome, PipelineClosed
 
     wait = db.config.push_wait_seconds
     try:

@@ -1,7 +1,7 @@
 """Registry: regions, plants, production units and meters.
 
 Reads: every role, within its scope. Writes (PUT, create or replace): admin only, validated
-exactly like a fleet file (``core.fleet`` models and ``core.checks.cross_check``), so the API
+exactly like a fleet file (``fleet`` models and ``fleet.checks.cross_check``), so the API
 cannot store what ``energymon check-config`` would refuse.
 """
 
@@ -17,6 +17,8 @@ from api.deps import Db, db_route, meter_in_scope, plant_in_scope, unit_in_scope
 from api.problems import READ, Problem, not_found, responses
 from api.routes._common import LimitQuery, OffsetQuery, check_limit, page_links
 from core.contract import CODE_PATTERN
+from fleet import FleetError, parse_fleet
+from fleet.checks import cross_check
 
 router = APIRouter(tags=["registry"])
 
@@ -151,8 +153,6 @@ def _require_admin(db: Db, plant: str) -> None:
 
 def _validate(db: Db, region: str, plant: dict[str, Any]) -> None:
     """Validate one plant as a fleet file would be (models + catalogue cross-checks)."""
-    from core.checks import cross_check
-    from core.fleet import FleetError, parse_fleet
 
     chain = queries.region_chain(db.conn, region)
     if not chain:

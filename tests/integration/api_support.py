@@ -19,15 +19,15 @@ from accounting.store import Accountant
 from api.app import create_app
 from api.config import ApiConfig
 from api.tokens import create_token
-from core.fleet import load_fleet
-from core.migrate import migrate
-from core.registry import load_registry
 from core.settings import Settings
+from fleet import load_fleet
+from fleet.registry import load_registry
 from simulators.backfill import backfill_copy
 from simulators.model import FleetModel
+from storage.migrate import migrate
 
 SH = ZoneInfo("Asia/Shanghai")
-EXAMPLE = Path(__file__).resolve().parents[2] / "core" / "examples" / "fleet.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "fleet" / "examples" / "fleet.yaml"
 START = datetime(2026, 10, 29, tzinfo=SH)
 END = datetime(2026, 11, 2, tzinfo=SH)
 DAY = "2026-10-30"

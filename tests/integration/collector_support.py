@@ -3,7 +3,7 @@
 Stand-in until ``simulators/`` ships its servers (swap :class:`ModbusTestServer` for theirs
 then). The server speaks Modbus TCP (MBAP) or RTU frames over TCP (for ``rtu_over_tcp`` links
 and, through pyserial's ``socket://`` URLs, for ``rtu`` links), serves each unit id's
-registers encoded with :mod:`core.modbus` from engineering values, and can be told per unit to
+registers encoded with :mod:`modbus` from engineering values, and can be told per unit to
 answer slowly, never, or with an exception. Every function code it receives is recorded.
 
 Runs on its own event loop in a background thread (:class:`ServerThread`), so the code under
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.modbus import RegisterMap, load_register_map
-from core.modbus.codec import DataType, Number, apply_scaling
+from modbus import RegisterMap, load_register_map
+from modbus.codec import DataType, Number, apply_scaling
 
 READ_FCS = {1, 2, 3, 4}
 REPO = Path(__file__).resolve().parents[2]
@@ -279,7 +279,7 @@ def expected_reading(unit: Unit, field_name: str) -> float:
 
 # --------------------------------------------------------------------------- processes, MQTT
 class CollectorProcess:
-    """``python -m core.cli collect --config FILE`` as a child process (never killed by name)."""
+    """``python -m app.cli collect --gateway FILE`` as a child process (never killed by name)."""
 
     def __init__(self, config: Path, *, mqtt_url: str, data_dir: Path, log: Path) -> None:
         self.config = config
@@ -291,7 +291,7 @@ class CollectorProcess:
     def start(self) -> None:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", "-v", "collect", "--config", str(self.config)],
+                [sys.executable, "-m", "app.cli", "-v", "collect", "--gateway", str(self.config)],
                 cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

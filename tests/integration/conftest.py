@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.broker import Mosquitto
+from app.devservices.broker import Mosquitto
 from tests.integration.ingest_support import Publisher, load_example_fleet
 
 

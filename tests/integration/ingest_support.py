@@ -13,10 +13,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
-from core.broker import Mosquitto
-from core.fleet import load_fleet
-from core.registry import load_registry
+from app.devservices.broker import Mosquitto
 from core.settings import MqttEndpoint
+from fleet import load_fleet
+from fleet.registry import load_registry
 from ingest.mqtt import MqttIngestWorker
 from ingest.pipeline import IngestConfig, IngestPipeline
 

@@ -8,11 +8,12 @@ import psycopg
 import pytest
 
 from accounting.periods import parse_period
-from accounting.store import Accountant, mark_dirty
+from accounting.store import Accountant
 from accounting.verdicts import area_kpis, unit_results
-from core.fleet import load_fleet
-from core.migrate import migrate
-from core.registry import load_registry
+from fleet import load_fleet
+from fleet.registry import load_registry
+from storage.dirty import mark_dirty
+from storage.migrate import migrate
 
 SH = ZoneInfo("Asia/Shanghai")
 Q = timedelta(minutes=15)
@@ -228,7 +229,7 @@ def test_timescaledb_and_postgres_rollups_agree(migrated_db: str, timescale_db: 
 def test_cli_accounting_and_verdicts(migrated_db: str, example_fleet_path: Path,
                                      monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from core.cli import main
+    from app.cli import main
 
     ids = setup_db(migrated_db, example_fleet_path)
     load_clinker_month(migrated_db, ids)

@@ -17,8 +17,8 @@ import pytest
 from accounting.periods import Period
 from accounting.store import Accountant
 from accounting.verdicts import unit_results
-from core.fleet import load_fleet
-from core.registry import load_registry
+from fleet import load_fleet
+from fleet.registry import load_registry
 from simulators.backfill import backfill_copy
 from simulators.model import FleetModel
 from simulators.truth import compute_truth, summarise
@@ -58,7 +58,7 @@ def test_incremental_recompute_equals_full_recompute(migrated_db: str,
     recompute would not give (context padding and edge rules of accounting.store)."""
     from datetime import timedelta
 
-    from accounting.store import mark_dirty
+    from storage.dirty import mark_dirty
 
     fleet = load_fleet(example_fleet_path)
     with psycopg.connect(migrated_db) as conn:

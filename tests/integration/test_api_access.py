@@ -14,10 +14,10 @@ import pytest
 
 from api.config import ApiConfig
 from api.tokens import create_token
-from core.cli import main
-from core.fleet import load_fleet, uscc_check_char
-from core.migrate import migrate
-from core.registry import load_registry
+from app.cli import main
+from fleet import load_fleet, uscc_check_char
+from fleet.registry import load_registry
+from storage.migrate import migrate
 from tests.integration.api_support import EXAMPLE, ApiEnv, api_env
 
 API = "/api/v1"
@@ -287,11 +287,11 @@ def test_energymon_serve_runs_the_api(env: ApiEnv) -> None:
 
     import httpx
 
-    from api.server import free_port
+    from core.ports import free_port
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         env={**os.environ, "ENERGYMON_DATABASE_URL": env.url,
              "ENERGYMON_API_PUSH_ENABLED": "false"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

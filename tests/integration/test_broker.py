@@ -3,7 +3,7 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from core.broker import Mosquitto
+from app.devservices.broker import Mosquitto
 
 
 def _client(broker: Mosquitto, user: str | None = None, password: str | None = None
@@ -70,7 +70,7 @@ def test_plant_user_can_only_publish_its_own_topic(tmp_path) -> None:  # type: i
 
 
 def test_python_broker_fallback_carries_qos1(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from core.broker import PythonBroker, local_broker
+    from app.devservices.broker import PythonBroker, local_broker
 
     broker = local_broker(tmp_path / "py", prefer="python")
     assert isinstance(broker, PythonBroker) and broker.mqtt_protocol == "3.1.1"
@@ -104,10 +104,10 @@ def test_ingest_and_collector_clients_speak_mqtt_311_to_the_python_broker(
 
     import psycopg
 
-    from core.broker import PythonBroker
-    from core.fleet import load_fleet
-    from core.registry import load_registry
+    from app.devservices.broker import PythonBroker
     from core.settings import MqttEndpoint
+    from fleet import load_fleet
+    from fleet.registry import load_registry
     from ingest.service import IngestOptions, IngestService
 
     with psycopg.connect(migrated_db) as conn:

@@ -16,8 +16,8 @@ import pytest
 
 from collector.config import parse_gateway
 from collector.gateway import Collector
-from core.modbus import available_models, load_register_map
-from core.modbus.codec import DataType
+from modbus import available_models, load_register_map
+from modbus.codec import DataType
 from tests.integration.collector_support import ModbusTestServer, ServerThread, Unit
 
 
@@ -233,7 +233,7 @@ def test_exception_responses_and_late_reads(servers: ServerThread, tmp_path: Pat
 def test_prometheus_metrics_endpoint(servers: ServerThread, tmp_path: Path) -> None:
     import urllib.request
 
-    from core.broker import free_port
+    from core.ports import free_port
 
     ok, silent = Unit(1, "acrel_adl400"), Unit(2, "acrel_adl400", mode="silent")
     server = servers.start(ModbusTestServer([ok, silent]))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from core.broker import Mosquitto
+from app.devservices.broker import Mosquitto
 from core.payload import BatchPayload
 from tests.integration.collector_support import (
     CollectorProcess,

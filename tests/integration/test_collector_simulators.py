@@ -15,14 +15,14 @@ import yaml
 
 from collector.config import parse_gateway
 from collector.gateway import Collector
-from core.modbus import available_models
+from modbus import available_models
 
 sim = pytest.importorskip("simulators.modbus_server")
 from simulators.clock import SimClock  # noqa: E402
 from simulators.registers import MeterRegisters  # noqa: E402
 from tests.sim_support import NOON, example_model  # noqa: E402
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "core" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "collector" / "examples"
 
 
 @pytest.fixture(scope="module")

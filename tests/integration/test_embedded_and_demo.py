@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psycopg
 
-from core.embedded_pg import EmbeddedPostgres
+from app.devservices.embedded_pg import EmbeddedPostgres
 
 
 def test_embedded_server_keeps_port_password_and_data_across_restarts(server_dir: Path) -> None:
@@ -35,7 +35,7 @@ def test_embedded_server_keeps_port_password_and_data_across_restarts(server_dir
 def test_demo_on_embedded_defaults(server_dir: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENERGYMON_")}
     env["ENERGYMON_DATA_DIR"] = str(server_dir / "demo-data")
-    energymon = [sys.executable, "-m", "core.cli"]
+    energymon = [sys.executable, "-m", "app.cli"]
     try:
         # the whole pipeline: history, then 40 s of live data through broker, simulated
         # Modbus meters, collectors, ingest, accounting and the API

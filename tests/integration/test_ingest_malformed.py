@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.broker import Mosquitto
+from app.devservices.broker import Mosquitto
 from core.payload import MAX_PAYLOAD_BYTES, topic_for
 from ingest.reasons import ReasonCode
 from tests.integration.ingest_support import (

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from core.broker import Mosquitto
+from app.devservices.broker import Mosquitto
 from core.payload import topic_for
 from ingest.model import Outcome
 from ingest.pipeline import IngestConfig, IngestPipeline
@@ -230,13 +230,13 @@ def test_cli_ingest_runs_until_sigterm(db: str, mosquitto: Mosquitto, publisher:
     import subprocess
     import sys
 
-    from core.broker import free_port
+    from core.ports import free_port
 
     port = free_port()
     env = {**os.environ, "ENERGYMON_DATABASE_URL": db, "ENERGYMON_MQTT_URL": mosquitto.url,
            "ENERGYMON_DATA_DIR": str(tmp_path)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "ingest", "--client-id", "test-cli",
+        [sys.executable, "-m", "app.cli", "ingest", "--client-id", "test-cli",
          "--metrics-port", str(port), "--flush-interval", "0.05"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -267,7 +267,7 @@ def _try(fn: Callable[[int], str], port: int) -> str:
 
 def test_cli_ingest_without_broker_url_says_what_to_set(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from core.cli import main
+    from app.cli import main
 
     monkeypatch.delenv("ENERGYMON_MQTT_URL", raising=False)
     monkeypatch.delenv("ENERGYMON_CONFIG", raising=False)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from core.broker import Mosquitto
-from core.embedded_pg import EmbeddedPostgres
-from core.migrate import migrate
+from app.devservices.broker import Mosquitto
+from app.devservices.embedded_pg import EmbeddedPostgres
 from core.payload import topic_for
 from ingest.pipeline import IngestConfig
+from storage.migrate import migrate
 from tests.integration.ingest_support import (
     CEMENT,
     CEMENT_METERS,

@@ -9,9 +9,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core.migrate import Backend, migrate
 from ingest.model import Outcome
 from ingest.pipeline import IngestConfig, IngestPipeline
+from storage.migrate import Backend, migrate
 from tests.integration.ingest_support import CEMENT, CEMENT_METERS, load_example_fleet, scalar
 
 pytestmark = pytest.mark.timescale

@@ -3,7 +3,7 @@ import threading
 import psycopg
 import pytest
 
-from core.migrate import (
+from storage.migrate import (
     Backend,
     MigrationError,
     available_migrations,

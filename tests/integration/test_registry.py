@@ -3,9 +3,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core.cli import main
-from core.fleet import load_fleet
-from core.registry import RegistryConflict, load_registry, registry_counts
+from app.cli import main
+from fleet import load_fleet
+from fleet.registry import RegistryConflict, load_registry, registry_counts
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "fleets"
 

@@ -10,9 +10,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from core.cli import main
-from core.fleet import load_fleet
-from core.registry import load_registry
+from app.cli import main
+from fleet import load_fleet
+from fleet.registry import load_registry
 from simulators.backfill import RegistryMissing, backfill_copy, delivered
 from simulators.model import STEP_S
 from simulators.truth import compute_truth, read_truth_csv

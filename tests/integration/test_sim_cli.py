@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from core.broker import Mosquitto
-from core.cli import main
+from app.cli import main
+from app.devservices.broker import Mosquitto
 from simulators.truth import read_truth_csv
 from tests.sim_support import NOON, example_data, plant_of
 

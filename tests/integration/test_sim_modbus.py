@@ -14,8 +14,8 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
-from core.modbus import decode_plan, load_register_map, plan_reads
-from core.modbus.registermap import available_models
+from modbus import decode_plan, load_register_map, plan_reads
+from modbus.registermap import available_models
 from simulators.clock import SimClock
 from simulators.modbus_server import Endpoint, ModbusFleetServer
 from simulators.model import STEP_S, FleetModel

@@ -11,7 +11,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
-from core.broker import Mosquitto
+from app.devservices.broker import Mosquitto
 from core.payload import BatchPayload, SingleReadingPayload
 from core.settings import MqttEndpoint
 from simulators.clock import SimClock

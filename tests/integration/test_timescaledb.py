@@ -3,7 +3,7 @@
 import psycopg
 import pytest
 
-from core.migrate import Backend, migrate
+from storage.migrate import Backend, migrate
 
 pytestmark = pytest.mark.timescale
 

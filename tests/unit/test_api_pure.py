@@ -276,7 +276,7 @@ def test_example_history_query_covers_one_day(day: str | None) -> None:
     import re
     from datetime import date, timedelta
 
-    from api.server import example_queries
+    from app.demo import example_queries
 
     kwargs = {"day": day, "period": day[:7]} if day else {}
     last = [q for q in example_queries("http://h", "emk_x", **kwargs) if "format=csv" in q][0]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from app.cli import main
 from collector.config import (
     GatewayConfigError,
     load_gateway,
@@ -14,12 +15,11 @@ from collector.config import (
     spool_path,
 )
 from collector.polling import DevicePlan
-from core.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / "tests" / "golden" / "gateways"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())
-EXAMPLES = sorted((REPO / "core" / "examples").glob("gateway-*.yaml"))
+EXAMPLES = sorted((REPO / "collector" / "examples").glob("gateway-*.yaml"))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -127,10 +127,10 @@ def test_example_gateways_match_the_example_fleet(example_fleet_path: Path) -> N
     """Every Modbus plant of the example fleet has a gateway that reads each of its modelled
     meters at the simulator's address, with the register the simulators treat as the meter's
     reading, at the meter's interval."""
-    from core.fleet import load_fleet
+    from fleet import load_fleet
 
     sim = pytest.importorskip("simulators.model")
-    from core.modbus import load_register_map
+    from modbus import load_register_map
 
     fleet = load_fleet(example_fleet_path)
     gateways = {g.plant: g for g in map(load_gateway, EXAMPLES)}
@@ -159,8 +159,8 @@ def test_example_gateways_match_the_example_fleet(example_fleet_path: Path) -> N
 def test_collect_needs_a_broker_or_spool_only(capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ENERGYMON_MQTT_URL", raising=False)
-    assert main(["collect", "--config", str(EXAMPLES[0])]) == 2
+    assert main(["collect", "--gateway", str(EXAMPLES[0])]) == 2
     assert "ENERGYMON_MQTT_URL is not set" in capsys.readouterr().err
     bad = GOLDEN / "unknown-link" / "gateway.yaml"
-    assert main(["collect", "--config", str(bad)]) == 2
+    assert main(["collect", "--gateway", str(bad)]) == 2
     assert "unknown link 'lan-2'" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from collector.config import parse_gateway
 from collector.guard import ReadOnlyModbus
 from collector.observability import CollectorMetrics, OutageLog
 from collector.polling import DevicePlan, LinkPoller
-from core.modbus import load_register_map
+from modbus import load_register_map
 from tests.integration.collector_support import Unit
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main
-from core.fleet import FleetError, load_fleet, parse_fleet, uscc_check_char
+from app.cli import main
+from fleet import FleetError, load_fleet, parse_fleet, uscc_check_char
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "fleets"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir())

@@ -1,4 +1,4 @@
-"""Table and property tests for core.modbus.codec.
+"""Table and property tests for modbus.codec.
 
 Expected register values are written out literally (worked out by hand from the IEEE 754 /
 two's-complement big-endian bytes), not computed with the code under test.
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.modbus.codec import (
+from modbus.codec import (
     ORDER_ALIASES,
     ByteOrder,
     DataType,

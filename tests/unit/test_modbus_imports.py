@@ -1,4 +1,5 @@
-"""core.modbus is the pure layer: standard library, pydantic and PyYAML only."""
+"""modbus is a pure layer: standard library, pydantic, PyYAML and the core contract only
+(the strict YAML loader); no transport. tests/unit/test_layering.py checks every package."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import ast
 import sys
 from pathlib import Path
 
-import core.modbus
+import modbus
 
 ALLOWED_THIRD_PARTY = {"pydantic", "yaml"}
-PACKAGE_DIR = Path(core.modbus.__file__).parent
+PACKAGE_DIR = Path(modbus.__file__).parent
 
 
 def _imports(path: Path) -> set[str]:
@@ -30,13 +31,13 @@ def test_only_stdlib_pydantic_yaml_and_itself() -> None:
             top = name.split(".")[0]
             if top in sys.stdlib_module_names or top in ALLOWED_THIRD_PARTY:
                 continue
-            if name == "core.modbus" or name.startswith("core.modbus."):
+            if top in ("modbus", "core"):
                 continue
             offenders.append(f"{path.name}: {name}")
     assert offenders == []
 
 
 def test_public_api() -> None:
-    assert core.modbus.READ_FUNCTION_CODES == frozenset({1, 2, 3, 4})
-    for name in core.modbus.__all__:
-        assert hasattr(core.modbus, name)
+    assert modbus.READ_FUNCTION_CODES == frozenset({1, 2, 3, 4})
+    for name in modbus.__all__:
+        assert hasattr(modbus, name)

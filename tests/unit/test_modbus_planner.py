@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.modbus.codec import DataType
-from core.modbus.planner import (
+from modbus.codec import DataType
+from modbus.planner import (
     MAX_BITS_PER_READ,
     MAX_REGISTERS_PER_READ,
     READ_FUNCTION_CODES,
@@ -19,7 +19,7 @@ from core.modbus.planner import (
     decode_response,
     plan_reads,
 )
-from core.modbus.registermap import (
+from modbus.registermap import (
     RegisterField,
     Table,
     available_models,

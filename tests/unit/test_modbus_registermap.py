@@ -12,8 +12,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.modbus.codec import ByteOrder, DataType, apply_scaling
-from core.modbus.registermap import (
+from modbus.codec import ByteOrder, DataType, apply_scaling
+from modbus.registermap import (
     Kind,
     Quantity,
     RegisterField,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.fleet import FleetError, IntensityLevel, RelativeIntensity, parse_duration
+from fleet import FleetError, IntensityLevel, RelativeIntensity, parse_duration
 from simulators.model import FleetModel, SimulationError
 from tests.sim_support import example_data, fleet, meter_of, plant_of, unit_of, with_faults
 

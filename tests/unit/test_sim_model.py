@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks.catalogue import CatalogueEntry
 from benchmarks.evaluate import Status, evaluate
-from core.fleet import IntensityLevel, RelativeIntensity
+from fleet import IntensityLevel, RelativeIntensity
 from simulators.model import STEP_S, FleetModel, SimulationError, relative_intensity
 from simulators.truth import compute_truth, summarise
 from tests.sim_support import NOON, example_data, example_model, fleet, model

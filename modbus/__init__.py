@@ -1,17 +1,17 @@
 """Pure Modbus layer shared by the collector and the simulators.
 
-- :mod:`core.modbus.codec` — decode/encode registers for every data type and byte/word order,
+- :mod:`modbus.codec` — decode/encode registers for every data type and byte/word order,
   scaling and "not available" sentinels.
-- :mod:`core.modbus.registermap` — register maps (one YAML file per meter model under
-  ``core/modbus/maps/``), validated at load.
-- :mod:`core.modbus.planner` — coalesce fields into read requests (FC1–FC4 only) and decode
+- :mod:`modbus.registermap` — register maps (one YAML file per meter model under
+  ``modbus/maps/``), validated at load.
+- :mod:`modbus.planner` — coalesce fields into read requests (FC1–FC4 only) and decode
   the responses.
 
 Imports only the standard library, pydantic and PyYAML (no transport: pymodbus lives in the
 collector and simulator packages).
 """
 
-from core.modbus.codec import (
+from modbus.codec import (
     ByteOrder,
     DataType,
     apply_scaling,
@@ -22,7 +22,7 @@ from core.modbus.codec import (
     register_count,
     to_raw,
 )
-from core.modbus.planner import (
+from modbus.planner import (
     MAX_BITS_PER_READ,
     MAX_REGISTERS_PER_READ,
     READ_FUNCTION_CODES,
@@ -31,7 +31,7 @@ from core.modbus.planner import (
     decode_response,
     plan_reads,
 )
-from core.modbus.registermap import (
+from modbus.registermap import (
     Kind,
     Quantity,
     Ratio,

@@ -20,7 +20,6 @@ import os
 import pwd
 import re
 import secrets
-import socket
 import stat
 import subprocess
 import time
@@ -28,6 +27,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
+
+from core.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,6 @@ def find_postgres_with_extension(extension: str) -> Path | None:
         if has_lib and has_control and (bindir / "postgres").exists():
             return bindir
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _ensure_system_user() -> pwd.struct_passwd:
@@ -202,9 +197,9 @@ class EmbeddedPostgres:
             pwfile.unlink(missing_ok=True)
         self.secret_file.write_text(password + "\n")
         self.secret_file.chmod(0o600)
-        port = self.requested_port or _free_port()
+        port = self.requested_port or free_port()
         lines = [
-            "# written by energymon (core/embedded_pg.py)",
+            "# written by energymon (app/devservices/embedded_pg.py)",
             "listen_addresses = '127.0.0.1'",
             f"port = {port}",
             "unix_socket_directories = ''",

@@ -69,8 +69,9 @@ from pydantic import (
     model_validator,
 )
 
-from core.modbus import codec
-from core.modbus.codec import ByteOrder, DataType, Number
+from core.yamlfile import parse_strict, yaml_problem
+from modbus import codec
+from modbus.codec import ByteOrder, DataType, Number
 
 __all__ = [
     "QUANTITY_UNITS",
@@ -842,60 +843,25 @@ def _translate(exc: ValidationError, data: dict[str, Any]) -> list[MapProblem]:
 # --------------------------------------------------------------------------- loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            duplicate = key in seen
-        except TypeError:
-            continue
-        if duplicate:
-            raise yaml.constructor.ConstructorError(
-                "while constructing a mapping",
-                node.start_mark,
-                f"found duplicate key {key!r}",
-                key_node.start_mark,
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=True)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line: what went wrong and where (line/column are 1-based)."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
-    return " ".join(str(exc).split())
-
-
 def parse_register_map(
     text: str, *, source: str = "<string>", expected_model: str | None = None
 ) -> RegisterMap:
     """Parse and validate register-map YAML text (``source`` is used in error messages)."""
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
+        data = parse_strict(text)
     except yaml.YAMLError as exc:
         raise RegisterMapError(
-            [MapProblem(None, None, f"invalid YAML: {_yaml_problem(exc)}")], source=source
+            [MapProblem(None, None, f"invalid YAML: {yaml_problem(exc)}")], source=source
         ) from None
     return RegisterMap.from_data(data, source=source, expected_model=expected_model)
 
 
 def _maps_dir() -> resources.abc.Traversable:
-    return resources.files("core.modbus").joinpath("maps")
+    return resources.files("modbus").joinpath("maps")
 
 
 def available_models() -> tuple[str, ...]:
-    """Model names of the register maps shipped in ``core/modbus/maps/``, sorted."""
+    """Model names of the register maps shipped in ``modbus/maps/``, sorted."""
     return tuple(
         sorted(
             entry.name.removesuffix(".yaml")

@@ -18,9 +18,18 @@ from pathlib import Path
 
 import psycopg
 
-from core.broker import local_broker
-from core.fleet import Fleet
+from accounting.store import Accountant
+from api.server import serve_in_thread
+from api.tokens import create_token
+from app.devservices.broker import local_broker
+from collector.config import Gateway, load_gateway
+from collector.examples import example_gateway_paths
+from collector.gateway import Collector
+from core.ports import port_free
 from core.settings import MqttEndpoint, Settings
+from fleet import Fleet
+from ingest.service import IngestOptions, IngestService
+from simulators.runtime import SimulatedFleet
 
 
 @dataclass
@@ -36,9 +45,6 @@ class LivePipeline:
     api_token: str | None = None
 
     def start(self) -> LivePipeline:
-        from ingest.service import IngestOptions, IngestService
-        from simulators.runtime import SimulatedFleet
-
         data = self.settings.data_dir
         broker = local_broker(data / "broker")
         broker.start()
@@ -63,10 +69,7 @@ class LivePipeline:
             self._run_collector(gateway, endpoint, data / "collectors")
         self.say(f"    collectors: one per Modbus plant, polling every {self.poll_s} s")
 
-        from api.server import serve_in_thread
-        from api.tokens import create_token
-
-        port = self.api_port if self.api_port and _port_free(self.api_port) else 0
+        port = self.api_port if self.api_port and port_free(self.api_port) else 0
         server = serve_in_thread(self.settings, port, database_url=self.url)
         self._stack.callback(server.stop)
         with psycopg.connect(self.url) as conn:
@@ -75,27 +78,20 @@ class LivePipeline:
         self.say(f"    API: {server.url}/docs (admin token created for this demo)")
         return self
 
-    def _gateways(self) -> Iterator[object]:
-        from importlib import resources
-
-        from collector.config import load_gateway
-
-        folder = Path(str(resources.files("core.examples")))
-        for path in sorted(folder.glob("gateway-*.yaml")):
+    def _gateways(self) -> Iterator[Gateway]:
+        for path in example_gateway_paths():
             gateway = load_gateway(path)
             devices = [d.model_copy(update={"interval_s": self.poll_s, "late_after_s": None})
                        for d in gateway.devices]
             yield gateway.model_copy(update={"devices": devices})
 
-    def _run_collector(self, gateway: object, endpoint: MqttEndpoint, data_dir: Path) -> None:
-        from collector.gateway import Collector
-
+    def _run_collector(self, gateway: Gateway, endpoint: MqttEndpoint, data_dir: Path) -> None:
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
 
         def run() -> None:
             asyncio.set_event_loop(loop)
-            collector = Collector(gateway, data_dir=data_dir, mqtt=endpoint)  # type: ignore[arg-type]
+            collector = Collector(gateway, data_dir=data_dir, mqtt=endpoint)
             loop.run_until_complete(collector.run(stop))
 
         thread = threading.Thread(target=run, name="demo-collector", daemon=True)
@@ -111,17 +107,6 @@ class LivePipeline:
         self._stack.close()
 
 
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def counts(url: str) -> tuple[int, int, int]:
     """Readings, dead letters and open conflicts stored so far."""
     with psycopg.connect(url) as conn:
@@ -135,8 +120,6 @@ def counts(url: str) -> tuple[int, int, int]:
 def watch(url: str, seconds: float, say: Callable[[str], None] = print,
           every: float = 10.0) -> tuple[int, int, int]:
     """Print what arrives for ``seconds`` and run accounting as it goes; returns the growth."""
-    from accounting.store import Accountant
-
     accountant = Accountant(url)
     start = counts(url)
     began = time.monotonic()

@@ -1,12 +1,17 @@
 """Cross-checks of a fleet against the project's data catalogues (used by check-config).
 
-These live outside ``core.fleet`` because they consult other packages' data: the benchmarks
+These live beside the models, not in them, because they consult other packages' data: the benchmarks
 catalogue (catalogue keys, editions, energy types) and the register-map library (meter models).
 """
 
 from __future__ import annotations
 
-from core.fleet import Fleet
+import difflib
+
+from benchmarks.catalogue import Catalogue
+from benchmarks.factors import EnergyFactors, convert_quantity
+from fleet.model import Fleet
+from modbus.registermap import available_models
 
 
 def cross_check(fleet: Fleet) -> list[str]:
@@ -18,11 +23,6 @@ def cross_check(fleet: Fleet) -> list[str]:
 
 
 def _check_catalogue(fleet: Fleet) -> list[str]:
-    try:
-        from benchmarks.catalogue import Catalogue
-        from benchmarks.factors import EnergyFactors, convert_quantity
-    except ImportError:  # pragma: no cover - benchmarks ships with the distribution
-        return []
     catalogue = Catalogue.load()
     factors = EnergyFactors.load()
     known_keys = set(catalogue.keys())
@@ -33,8 +33,11 @@ def _check_catalogue(fleet: Fleet) -> list[str]:
                 continue
             where = f"plant {plant.id!r} > unit {unit.id!r}"
             if unit.catalogue not in known_keys:
+                close = difflib.get_close_matches(unit.catalogue, sorted(known_keys), n=1)
+                hint = (f"did you mean {close[0]!r}?" if close else
+                        "the keys are the 'key' column of benchmarks/data/efficiency_levels.csv")
                 problems.append(f"{where} > field 'catalogue': unknown catalogue key "
-                                f"{unit.catalogue!r} (see `energymon benchmarks list`)")
+                                f"{unit.catalogue!r} ({hint})")
                 continue
             if unit.edition is not None and unit.edition not in catalogue.editions():
                 problems.append(f"{where} > field 'edition': no catalogue edition "
@@ -63,10 +66,6 @@ def _check_catalogue(fleet: Fleet) -> list[str]:
 
 
 def _check_meter_models(fleet: Fleet) -> list[str]:
-    try:
-        from core.modbus.registermap import available_models
-    except ImportError:  # pragma: no cover
-        return []
     models = set(available_models())
     problems: list[str] = []
     for plant in fleet.plants:

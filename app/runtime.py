@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-from core.embedded_pg import EmbeddedPostgres
+from app.devservices.embedded_pg import EmbeddedPostgres
 from core.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from core.fleet import Fleet
+from fleet import Fleet
 
 
 @dataclass

@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from core.modbus.codec import Number
-from core.modbus.registermap import RegisterField, RegisterMap
+from modbus.codec import Number
+from modbus.registermap import RegisterField, RegisterMap
 
 __all__ = [
     "MAX_BITS_PER_READ",

@@ -1,6 +1,6 @@
 """Ordered SQL migrations, applied idempotently and recorded in ``schema_migrations``.
 
-Files in ``core/migrations`` are named ``NNNN_name.sql`` (for every backend) or
+Files in ``storage/migrations`` are named ``NNNN_name.sql`` (for every backend) or
 ``NNNN_name.timescaledb.sql`` / ``NNNN_name.postgres.sql`` (one per backend, same version).
 The backend is chosen once per database: TimescaleDB when the extension can be created there,
 plain PostgreSQL otherwise; it is recorded in ``energymon_meta`` and never switched silently.
@@ -15,11 +15,12 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from importlib import resources
 
 import psycopg
 from psycopg import sql
+
+from storage.meta import Backend, current_backend, timescaledb_available
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +28,8 @@ MIGRATION_LOCK_KEY = 7_315_001  # pg_advisory_lock key: one migrator at a time
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+?)(?:\.(timescaledb|postgres))?\.sql$")
 
 
-class Backend(StrEnum):
-    TIMESCALEDB = "timescaledb"
-    POSTGRES = "postgres"
-
-
 class MigrationError(RuntimeError):
-    pass
+    """A migration cannot be applied (or two share a version)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,7 @@ class Migration:
 def available_migrations(backend: Backend) -> list[Migration]:
     """Migrations for ``backend`` in version order (backend variant preferred)."""
     by_version: dict[int, dict[str | None, Migration]] = {}
-    for entry in resources.files("core.migrations").iterdir():
+    for entry in resources.files("storage.migrations").iterdir():
         match = _NAME.match(entry.name)
         if not match:
             continue
@@ -81,13 +77,6 @@ def available_migrations(backend: Backend) -> list[Migration]:
     return chosen
 
 
-def timescaledb_available(conn: psycopg.Connection) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
-    ).fetchone()
-    return row is not None
-
-
 def _detect_backend(conn: psycopg.Connection, want: str) -> Backend:
     """Pick the backend for a fresh database; ``want`` is auto / timescaledb / postgres."""
     if want == "postgres":
@@ -109,14 +98,6 @@ def _detect_backend(conn: psycopg.Connection, want: str) -> Backend:
         raise MigrationError("TimescaleDB was requested but the extension is not installed "
                              "on this PostgreSQL server")
     return Backend.POSTGRES
-
-
-def current_backend(conn: psycopg.Connection) -> Backend | None:
-    exists = conn.execute("SELECT to_regclass('energymon_meta')").fetchone()
-    if not exists or exists[0] is None:
-        return None
-    row = conn.execute("SELECT value FROM energymon_meta WHERE key = 'backend'").fetchone()
-    return Backend(row[0]) if row else None
 
 
 @dataclass(frozen=True)
@@ -226,15 +207,6 @@ def _calendar_timezone(conn: psycopg.Connection, wanted: str,
     if row[0] != wanted:
         say(f"note: this database keeps its calendar time zone {row[0]} "
             f"(requested {wanted}; rollups cannot change time zone in place)")
-    return str(row[0])
-
-
-def calendar_timezone(conn: psycopg.Connection) -> str:
-    """The local calendar time zone this database's rollups use."""
-    row = conn.execute(
-        "SELECT value FROM energymon_meta WHERE key = 'calendar_timezone'").fetchone()
-    if row is None:
-        raise MigrationError("the database has no energymon schema: run `energymon migrate`")
     return str(row[0])
 
 

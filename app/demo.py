@@ -2,7 +2,7 @@
 
 Stages: embedded PostgreSQL (or ENERGYMON_DATABASE_URL), schema migration, the example fleet
 in the registry, a week of simulated history (simulators backfill, COPY path), accounting;
-then the live pipeline (core.demo_live: broker, simulated plants, collectors, ingest,
+then the live pipeline (app.demo_live: broker, simulated plants, collectors, ingest,
 accounting, API) for ``live`` seconds; then the verdicts of every production unit against the
 benchmark and baseline levels, the API's docs URL and example queries. With ``serve`` it keeps
 running until Ctrl-C.
@@ -11,16 +11,27 @@ running until Ctrl-C.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 
-from core.fleet import Fleet, load_fleet
-from core.migrate import migrate
-from core.registry import load_registry
-from core.runtime import database_url, redact
+from accounting.periods import Period
+from accounting.report import print_verdicts
+from accounting.store import Accountant
+from accounting.verdicts import area_kpis, unit_results
+from app.demo_live import LivePipeline, watch
+from app.runtime import database_url, redact
+from core.exitcodes import EXIT_OK
 from core.settings import Settings
+from fleet import Fleet, load_fleet
+from fleet.examples import example_fleet_path
+from fleet.registry import load_registry
+from simulators.backfill import backfill_copy
+from simulators.model import FleetModel
+from storage.meta import calendar_timezone
+from storage.migrate import migrate
 
 
 def _step(message: str) -> float:
@@ -30,8 +41,6 @@ def _step(message: str) -> float:
 
 def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7,
              live: float = 45, serve: bool = False, api_port: int = 0) -> int:
-    from core.cli import example_fleet_path
-
     fleet_path = fleet_path or example_fleet_path()
     start = _step("database: " + ("configured ENERGYMON_DATABASE_URL" if settings.database_url
                                   else f"embedded PostgreSQL under {settings.data_dir / 'pg'}"))
@@ -68,8 +77,6 @@ def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7,
     pipeline = None
     try:
         if live > 0 or serve:
-            from core.demo_live import LivePipeline, watch
-
             _step("starting the live pipeline: broker, simulated plants, collectors, ingest, "
                   "API")
             pipeline = LivePipeline(settings, url, fleet, api_port=api_port).start()
@@ -80,8 +87,6 @@ def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7,
                       "their reason (see the dead_letters table)")
         _verdicts(url, start, today)
         if pipeline is not None and pipeline.api_url:
-            from api.server import example_queries
-
             print()
             print(f"API docs: {pipeline.api_url}/docs   (token: {pipeline.api_token})")
             yesterday = today - timedelta(days=1)
@@ -102,15 +107,10 @@ def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7,
     finally:
         if pipeline is not None:
             pipeline.stop()
-    return 0
+    return EXIT_OK
 
 
 def _verdicts(url: str, start: datetime, end: datetime) -> None:
-    from accounting.periods import Period
-    from accounting.report import print_verdicts
-    from accounting.store import Accountant
-    from accounting.verdicts import area_kpis, unit_results
-
     Accountant(url).process_dirty(limit=1_000_000)
     print()
     with psycopg.connect(url) as conn:
@@ -122,15 +122,8 @@ def _verdicts(url: str, start: datetime, end: datetime) -> None:
 def _history(url: str, fleet: Fleet, days: int) -> tuple[datetime, datetime]:
     """Backfill ``days`` of simulated history up to local midnight today and account for it;
     returns the period it covers."""
-    from accounting.store import Accountant
-    from core.migrate import calendar_timezone
-    from simulators.backfill import backfill_copy
-    from simulators.model import FleetModel
-
     with psycopg.connect(url) as conn:
         tz = calendar_timezone(conn)
-    from zoneinfo import ZoneInfo
-
     local = ZoneInfo(tz)
     today = datetime.now(UTC).astimezone(local).replace(hour=0, minute=0, second=0,
                                                         microsecond=0)
@@ -147,3 +140,25 @@ def _history(url: str, fleet: Fleet, days: int) -> tuple[datetime, datetime]:
           f"rollovers, {stats.resets} resets, {stats.spikes} spikes set aside "
           f"({time.monotonic() - began:.1f} s)")
     return start, today
+
+
+def example_queries(base_url: str, token: str, *, plant: str = "jx-yujiang-cement",
+                    unit: str = "kiln-1", meter: str = "k1-elec", region: str = "360000",
+                    period: str | None = None, day: str | None = None) -> list[str]:
+    """A few ready-to-paste curl commands (for the demo's closing summary)."""
+    last = date.today().replace(day=1) - timedelta(days=1)
+    period = period or f"{last:%Y-%m}"
+    day = day or f"{last:%Y-%m-%d}"
+    auth = f"-H 'Authorization: Bearer {token}'"
+    api = f"{base_url}/api/v1"
+    return [
+        f"curl -s {auth} '{api}/plants'",
+        f"curl -s {auth} '{api}/plants/{plant}/intensity?period={period}'",
+        f"curl -s {auth} '{api}/flagged?period={period}&region={region}'",
+        f"curl -s {auth} '{api}/regions/{region}/kpis?period={period}'",
+        f"curl -s {auth} '{api}/plants/{plant}/status'",
+        f"curl -s {auth} '{api}/plants/{plant}/units/{unit}/energy?period={period}'",
+        f"curl -s {auth} -o history.csv '{api}/plants/{plant}/meters/{meter}/history"
+        f"?from={day}&to={date.fromisoformat(day) + timedelta(days=1):%Y-%m-%d}"
+        "&resolution=15min&format=csv'",
+    ]

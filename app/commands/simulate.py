@@ -1,4 +1,4 @@
-"""``energymon simulate modbus | mqtt | backfill | truth`` (wired in :mod:`core.cli`).
+"""``energymon simulate modbus | mqtt | backfill | truth`` .
 
 - ``modbus``: serve every Modbus-simulated plant of the fleet (one port per plant, one unit id
   per meter) at simulated time ``--start`` (default now) running ``--speed`` times real time;
@@ -23,14 +23,20 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from app.commands import Subparsers
+from app.runtime import database_url
+from core.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from core.settings import MqttEndpoint, Settings
-
-if TYPE_CHECKING:
-    from simulators.model import FleetModel
-
-EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+from fleet import FleetError, load_fleet
+from fleet.checks import cross_check
+from fleet.examples import example_fleet_path
+from simulators.backfill import RegistryMissing, backfill_copy, backfill_mqtt
+from simulators.clock import SimClock
+from simulators.modbus_server import ModbusFleetServer
+from simulators.model import FleetModel, SimulationError
+from simulators.mqtt_publisher import MqttPublisher, feeds_for
+from simulators.truth import compute_truth, summarise, write_summary, write_truth
 
 
 def _parse_time(text: str | None, default: datetime | None = None) -> datetime:
@@ -44,10 +50,6 @@ def _parse_time(text: str | None, default: datetime | None = None) -> datetime:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Entry point of ``energymon simulate``."""
-    from core.checks import cross_check
-    from core.cli import example_fleet_path
-    from core.fleet import FleetError, load_fleet
-    from simulators.model import FleetModel, SimulationError
 
     path = args.fleet or str(example_fleet_path())
     try:
@@ -76,7 +78,6 @@ def _write_truth(model: FleetModel, path: str | None, start: float, end: float,
                  plants: list[str] | None = None) -> None:
     if not path:
         return
-    from simulators.truth import compute_truth, write_truth
 
     k0, k1 = model.k_range(start, end)
     truth = compute_truth(model, k0, k1, plants)
@@ -96,8 +97,6 @@ def _wait(duration: float | None) -> None:
 
 
 def _modbus(settings: Settings, args: argparse.Namespace, model: FleetModel) -> int:
-    from simulators.clock import SimClock
-    from simulators.modbus_server import ModbusFleetServer
 
     start = _parse_time(args.start)
     clock = SimClock(start, speed=args.speed)
@@ -143,8 +142,6 @@ def _endpoint(settings: Settings, url: str | None) -> MqttEndpoint | None:
 
 
 def _mqtt(settings: Settings, args: argparse.Namespace, model: FleetModel) -> int:
-    from simulators.clock import SimClock
-    from simulators.mqtt_publisher import MqttPublisher, feeds_for
 
     endpoint = _endpoint(settings, args.url)
     if endpoint is None:
@@ -184,7 +181,6 @@ def _mqtt(settings: Settings, args: argparse.Namespace, model: FleetModel) -> in
 
 
 def _backfill(settings: Settings, args: argparse.Namespace, model: FleetModel) -> int:
-    from simulators.backfill import RegistryMissing, backfill_copy, backfill_mqtt
 
     end = _parse_time(args.end)
     start = end - timedelta(days=args.days)
@@ -200,7 +196,6 @@ def _backfill(settings: Settings, args: argparse.Namespace, model: FleetModel) -
         print(f"published {result.messages} messages with {result.rows} readings in "
               f"{result.seconds:.1f} s")
     else:
-        from core.runtime import database_url
 
         try:
             result = backfill_copy(model, database_url(settings), k0, k1, plants=names,
@@ -216,7 +211,6 @@ def _backfill(settings: Settings, args: argparse.Namespace, model: FleetModel) -
 
 
 def _truth(settings: Settings, args: argparse.Namespace, model: FleetModel) -> int:
-    from simulators.truth import compute_truth, summarise, write_summary, write_truth
 
     end = _parse_time(args.end)
     start = _parse_time(args.start) if args.start else end - timedelta(days=args.days)
@@ -235,3 +229,63 @@ def _truth(settings: Settings, args: argparse.Namespace, model: FleetModel) -> i
     if args.summary:
         write_summary(summary, args.summary)
     return EXIT_OK
+
+
+def register(sub: Subparsers) -> None:
+    """``energymon simulate modbus|mqtt|backfill|truth``."""
+    sim = sub.add_parser("simulate", help="simulated plants and meters over Modbus TCP and "
+                                          "MQTT, backfill, ground truth")
+    modes = sim.add_subparsers(dest="simulate_command", required=True, metavar="MODE")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--fleet", help="fleet file (default: the example fleet)")
+        p.add_argument("--plants", help="comma-separated plant ids (default: all simulated)")
+        p.add_argument("--seed", type=int, help="override the fleet's simulation seed")
+        p.add_argument("--no-faults", action="store_true", help="ignore declared faults")
+
+    p = modes.add_parser("modbus", help="serve the Modbus-simulated plants over Modbus TCP")
+    common(p)
+    _clock_args(p)
+    p.add_argument("--host", help="listen address for every plant (default: the fleet's)")
+    p.add_argument("--free-ports", action="store_true",
+                   help="listen on free ports instead of the fleet's ports")
+    p.add_argument("--endpoints", metavar="FILE",
+                   help="write plant -> host, port, unit ids as JSON (for collector configs)")
+    p.add_argument("--truth", metavar="FILE", help="write the ground truth of the run at exit")
+
+    p = modes.add_parser("mqtt", help="publish the MQTT-pushing plants to the broker")
+    common(p)
+    _clock_args(p)
+    p.add_argument("--url", help="broker URL (default ENERGYMON_MQTT_URL)")
+    p.add_argument("--all-plants", action="store_true",
+                   help="publish every simulated plant (Modbus plants as gateway batches)")
+    p.add_argument("--mode", choices=["batch", "single"], help="override the payload shape")
+    p.add_argument("--truth", metavar="FILE", help="write the ground truth of the run at exit")
+
+    p = modes.add_parser("backfill", help="generate history fast (COPY, or via MQTT)")
+    common(p)
+    p.add_argument("--days", type=float, required=True, help="days of history")
+    p.add_argument("--end", help="end of the history, ISO 8601 with offset (default now)")
+    p.add_argument("--via", choices=["copy", "mqtt"], default="copy",
+                   help="copy: binary COPY into readings (default); mqtt: publish to the broker")
+    p.add_argument("--url", help="broker URL for --via mqtt (default ENERGYMON_MQTT_URL)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--truth", metavar="FILE", help="write the ground truth of the period")
+
+    p = modes.add_parser("truth", help="write the ground truth of a period and print verdicts")
+    common(p)
+    p.add_argument("--from", dest="start", help="start, ISO 8601 with offset")
+    p.add_argument("--to", dest="end", help="end, ISO 8601 with offset (default now)")
+    p.add_argument("--days", type=float, default=1.0, help="days before --to when --from is "
+                                                            "not given (default 1)")
+    p.add_argument("--out", metavar="FILE", help="truth table (CSV, or .parquet)")
+    p.add_argument("--summary", metavar="FILE", help="per-unit summary as JSON")
+    sim.set_defaults(handler=run)
+
+
+def _clock_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start", help="simulated start time, ISO 8601 with offset (default now)")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="simulated seconds per wall second (default 1; 60 = a minute per second)")
+    p.add_argument("--duration", type=float,
+                   help="stop after this many wall seconds (default: run until interrupted)")
