@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint typecheck venv clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "energymon needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
@@ -23,10 +23,14 @@ demo: venv
 test: venv
 	@bash scripts/ensure-test-deps.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: venv
 	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
 
 clean:
 	-$(BIN)/energymon db stop 2>/dev/null

@@ -62,6 +62,7 @@ class Database:
 
     def __init__(self, url: str, config: ApiConfig) -> None:
         self.config = config
+        self.url = url
         role = config.db_role
         self.pool = ConnectionPool(
             url, min_size=config.pool_min, max_size=max(config.pool_max, config.pool_min),
@@ -75,7 +76,7 @@ class Database:
     def open(self, timeout: float = 30.0) -> None:
         self.pool.open(wait=False)
         # fail fast with a clear message when the role switch cannot work
-        with psycopg.connect(self.pool.conninfo, connect_timeout=max(1, int(timeout))) as conn:
+        with psycopg.connect(self.url, connect_timeout=max(1, int(timeout))) as conn:
             configure_connection(conn, self.config.db_role)
         self.pool.wait(timeout)
 

@@ -21,7 +21,7 @@ anything outside the scope.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Annotated, Any, get_type_hints
@@ -32,6 +32,7 @@ import psycopg
 from fastapi import Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -45,6 +46,7 @@ from api.queries import MeterRow, PlantRow, UnitRow
 from api.ratelimit import RateLimiter, retry_after
 from benchmarks.catalogue import Catalogue
 from core.settings import Settings
+from ingest import IngestPipeline
 
 
 @dataclass
@@ -59,9 +61,9 @@ class AppState:
     metrics: ApiMetrics
     limiter: RateLimiter
     anonymous_limiter: RateLimiter
-    pipeline: object | None = None          # ingest.IngestPipeline when push is enabled
+    pipeline: IngestPipeline | None = None  # when push is enabled
     default_edition: int | None = None
-    extra_registries: list[object] = field(default_factory=list)
+    extra_registries: list[CollectorRegistry] = field(default_factory=list)
 
 
 def get_state(request: Request) -> AppState:
@@ -69,6 +71,7 @@ def get_state(request: Request) -> AppState:
     if state is None:  # only before the lifespan has run (or after it failed)
         raise Problem(503, "not-ready", "the API is not connected to its database yet; retry "
                       "in a few seconds", headers={"Retry-After": "5"})
+    assert isinstance(state, AppState)
     return state
 
 
@@ -145,7 +148,7 @@ def _render(result: object, sub_response: Response) -> Response:
     return response
 
 
-async def _release_after(body: AsyncIterator[Any], release: Callable[[], None]
+async def _release_after(body: AsyncIterable[Any], release: Callable[[], None]
                          ) -> AsyncIterator[Any]:
     """A streamed body that gives the request's connection back when it ends (also when the
     client goes away mid-stream)."""
@@ -214,12 +217,12 @@ def db_route(func: Callable[..., Any]) -> Callable[..., Any]:
     # FastAPI reads parameters by name; keyword-only ones may follow defaults in any order
     signature = inspect.Signature(
         [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + extra)
-    endpoint.__signature__ = signature  # type: ignore[attr-defined]
+    endpoint.__signature__ = signature  # type: ignore[attr-defined]  # read by inspect/FastAPI
     endpoint.__name__ = func.__name__
     endpoint.__qualname__ = func.__qualname__
     endpoint.__doc__ = func.__doc__
     endpoint.__module__ = func.__module__
-    endpoint.db_route = func  # type: ignore[attr-defined]
+    endpoint.db_route = func  # type: ignore[attr-defined]  # the undecorated route, for tests
     return endpoint
 
 

@@ -36,7 +36,7 @@ MEDIA = {"csv": "text/csv; charset=utf-8",
          "parquet": "application/vnd.apache.parquet"}
 
 
-def normalise(row: tuple, tz: ZoneInfo) -> tuple:
+def normalise(row: tuple[Any, ...], tz: ZoneInfo) -> tuple[Any, ...]:
     """A stored row with its timestamp in local time and quality as text."""
     ts, energy_type, flow, quantity, unit, value, quality, estimated, kgce, co2, readings = row
     return (ts.astimezone(tz), energy_type, flow, quantity, unit, value,
@@ -44,11 +44,12 @@ def normalise(row: tuple, tz: ZoneInfo) -> tuple:
             readings)
 
 
-def as_dict(row: tuple) -> dict[str, Any]:
+def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(HISTORY_COLUMNS, row, strict=True))
 
 
-def xlsx_bytes(rows: Iterable[tuple], tz: ZoneInfo, meta: dict[str, str]) -> tuple[bytes, int]:
+def xlsx_bytes(rows: Iterable[tuple[Any, ...]], tz: ZoneInfo, meta: dict[str, str]
+               ) -> tuple[bytes, int]:
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -71,7 +72,7 @@ def xlsx_bytes(rows: Iterable[tuple], tz: ZoneInfo, meta: dict[str, str]) -> tup
     return out.getvalue(), n
 
 
-def parquet_bytes(rows: Iterable[tuple], tz: ZoneInfo, meta: dict[str, str]
+def parquet_bytes(rows: Iterable[tuple[Any, ...]], tz: ZoneInfo, meta: dict[str, str]
                   ) -> tuple[bytes, int]:
     import pyarrow as pa
     import pyarrow.parquet as pq

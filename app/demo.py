@@ -42,10 +42,10 @@ def _step(message: str) -> float:
 def run_demo(settings: Settings, fleet_path: Path | None = None, days: int = 7,
              live: float = 45, serve: bool = False, api_port: int = 0) -> int:
     fleet_path = fleet_path or example_fleet_path()
-    start = _step("database: " + ("configured ENERGYMON_DATABASE_URL" if settings.database_url
+    began = _step("database: " + ("configured ENERGYMON_DATABASE_URL" if settings.database_url
                                   else f"embedded PostgreSQL under {settings.data_dir / 'pg'}"))
     url = database_url(settings)
-    print(f"    {redact(url)} ({time.monotonic() - start:.1f} s)")
+    print(f"    {redact(url)} ({time.monotonic() - began:.1f} s)")
 
     _step("migrating the schema")
     result = migrate(url, timezone=settings.timezone, progress=lambda m: print(f"    {m}"))

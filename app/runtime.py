@@ -8,8 +8,6 @@ import re
 from app.devservices.embedded_pg import EmbeddedPostgres
 from core.settings import Settings
 
-log = logging.getLogger(__name__)
-
 
 def embedded_postgres(settings: Settings) -> EmbeddedPostgres:
     return EmbeddedPostgres(settings.data_dir / "pg", port=settings.embedded_pg_port)

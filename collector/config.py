@@ -354,17 +354,18 @@ class Gateway(_Model):
         links = {link.name: link for link in self.links}
         seen_units: dict[tuple[str, int], str] = {}
         for dev in self.devices:
-            link = links.get(dev.link)
-            if link is None:
+            dev_link = links.get(dev.link)
+            if dev_link is None:
                 known = ", ".join(sorted(links)) or "none"
                 problems.append(
                     f"device {dev.id!r} > field 'link': unknown link {dev.link!r} (links: {known})"
                 )
                 continue
-            if not link.min_unit_id <= dev.unit_id <= link.max_unit_id:
+            if not dev_link.min_unit_id <= dev.unit_id <= dev_link.max_unit_id:
                 problems.append(
                     f"device {dev.id!r} > field 'unit_id': {dev.unit_id} is outside "
-                    f"{link.min_unit_id}..{link.max_unit_id} on {link.transport} link {link.name!r}"
+                    f"{dev_link.min_unit_id}..{dev_link.max_unit_id} on {dev_link.transport} "
+                    f"link {dev_link.name!r}"
                 )
             other = seen_units.setdefault((dev.link, dev.unit_id), dev.id)
             if other != dev.id:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from collector.config import Link
 from modbus import READ_FUNCTION_CODES
 
 __all__ = ["DeviceExceptionError", "ReadOnlyModbus", "WriteRefusedError", "open_client"]
@@ -40,10 +41,14 @@ class DeviceExceptionError(Exception):
 
 
 class _Request(Protocol):
-    unit_id: int
-    function_code: int
-    address: int
-    count: int
+    @property
+    def unit_id(self) -> int: ...
+    @property
+    def function_code(self) -> int: ...
+    @property
+    def address(self) -> int: ...
+    @property
+    def count(self) -> int: ...
 
 
 class ReadOnlyModbus:
@@ -86,7 +91,7 @@ class ReadOnlyModbus:
         return list(response.registers)
 
 
-def open_client(link: Any) -> ReadOnlyModbus:
+def open_client(link: Link) -> ReadOnlyModbus:
     """A guarded pymodbus client for a link config (not connected yet).
 
     pymodbus' own reconnect and retries are switched off (``reconnect_delay=0``,
@@ -102,6 +107,7 @@ def open_client(link: Any) -> ReadOnlyModbus:
         "reconnect_delay": 0,
         "reconnect_delay_max": 0,
     }
+    client: AsyncModbusTcpClient | AsyncModbusSerialClient
     if link.transport == "tcp":
         client = AsyncModbusTcpClient(link.host, port=link.port, framer=FramerType.SOCKET, **common)
     elif link.transport == "rtu_over_tcp":

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from collector.config import Device, device_fields
+from collector.config import Device, Link, device_fields
 from collector.guard import DeviceExceptionError, ReadOnlyModbus, open_client
 from collector.observability import CollectorMetrics, OutageLog
 from collector.schedule import too_late
@@ -43,7 +43,7 @@ class DevicePlan:
     bindings: tuple[tuple[str, RegisterField], ...]  # (meter id, field)
 
     @classmethod
-    def build(cls, device: Device, link: Any) -> DevicePlan:
+    def build(cls, device: Device, link: Link) -> DevicePlan:
         rmap = load_register_map(device.model)
         requests = plan_reads(
             rmap,
@@ -110,12 +110,12 @@ class LinkPoller:
 
     def __init__(
         self,
-        link: Any,
+        link: Link,
         metrics: CollectorMetrics,
         devices_log: OutageLog,
         links_log: OutageLog,
         *,
-        client_factory: Callable[[Any], ReadOnlyModbus] = open_client,
+        client_factory: Callable[[Link], ReadOnlyModbus] = open_client,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -72,7 +72,7 @@ class MqttEndpoint(BaseModel):
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
-            protocol=protocol,  # type: ignore[arg-type]
+            protocol=protocol,
         )
 
 

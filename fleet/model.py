@@ -227,14 +227,15 @@ class Plant(_Model):
                                 f"({', '.join(producers)}); the simulator needs at most one")
             for key, expected in (("mix", Direction.CONSUMED), ("exports", Direction.EXPORTED)):
                 for meter_id in getattr(unit.simulation, key):
-                    meter = meters.get(meter_id)
+                    named_meter = meters.get(meter_id)
                     field = f"{where} > field 'simulation.{key}.{meter_id}'"
-                    if meter is None or meter.unit != unit.id:
+                    if named_meter is None or named_meter.unit != unit.id:
                         problems.append(f"{field}: no meter {meter_id!r} in this unit")
-                    elif meter.kind is MeterKind.PRODUCTION:
+                    elif named_meter.kind is MeterKind.PRODUCTION:
                         problems.append(f"{field}: a production meter carries no energy")
-                    elif meter.direction is not expected:
-                        problems.append(f"{field}: meter direction is {meter.direction.value!r}; "
+                    elif named_meter.direction is not expected:
+                        problems.append(f"{field}: meter direction is "
+                                        f"{named_meter.direction.value!r}; "
                                         f"{key} takes {expected.value!r} meters")
             named = set(unit.simulation.mix) | set(unit.simulation.exports)
             for meter in own:
@@ -244,12 +245,12 @@ class Plant(_Model):
                                     "simulation.exports)")
         units = {u.id for u in self.units}
         for meter_id, load in sim.loads.items():
-            meter = meters.get(meter_id)
+            load_meter = meters.get(meter_id)
             field = f"field 'simulation.loads.{meter_id}'"
             # A load naming no meter at all is reported by the simulators, not here, so that
             # removing a meter from a fleet file does not invalidate the file.
-            if meter is not None and meter.unit is not None:
-                problems.append(f"{field}: meter {meter_id!r} belongs to unit {meter.unit!r} "
+            if load_meter is not None and load_meter.unit is not None:
+                problems.append(f"{field}: meter {meter_id!r} belongs to unit {load_meter.unit!r} "
                                 "and follows that unit's simulation")
             for unit_id in load.follows:
                 if unit_id not in units:
@@ -279,12 +280,12 @@ class Plant(_Model):
                 if meter.model is None:
                     problems.append(f"meter {meter.id!r} > field 'model': a Modbus-simulated "
                                     "meter needs a register map")
-                unit_id = (meter.simulation.unit_id if meter.simulation
-                           and meter.simulation.unit_id is not None else position)
-                if unit_id in seen:
+                device_id = (meter.simulation.unit_id if meter.simulation
+                             and meter.simulation.unit_id is not None else position)
+                if device_id in seen:
                     problems.append(f"meter {meter.id!r} > field 'simulation.unit_id': unit id "
-                                    f"{unit_id} is also used by meter {seen[unit_id]!r}")
-                seen.setdefault(unit_id, meter.id)
+                                    f"{device_id} is also used by meter {seen[device_id]!r}")
+                seen.setdefault(device_id, meter.id)
         return problems
 
     def unit(self, unit_id: str) -> ProductionUnit:

@@ -30,7 +30,7 @@ class Weekday(StrEnum):
     SUN = "sun"
 
     @property
-    def index(self) -> int:
+    def index(self) -> int:  # type: ignore[override]  # a weekday is never searched as a str
         """Monday = 0 ... Sunday = 6 (as ``datetime.weekday()``)."""
         return list(Weekday).index(self)
 

@@ -284,8 +284,8 @@ class IngestPipeline:
 
     def _backoff(self, attempt: int) -> float:
         cfg = self.config
-        return min(cfg.retry_max, cfg.retry_initial * (2 ** min(attempt, 30))) \
-            * random.uniform(0.8, 1.2)  # jitter, not cryptography
+        delay: float = min(cfg.retry_max, cfg.retry_initial * (2 ** min(attempt, 30)))
+        return delay * random.uniform(0.8, 1.2)  # jitter, not cryptography
 
     def _retrying(self, action: Callable[[], T], what: str) -> T:
         """Run ``action``, retrying transient errors; permanent ones are raised."""

@@ -45,7 +45,7 @@ from ingest.rows import (
     to_micros,
 )
 from ingest.validation import DeadLetter
-from storage.dirty import mark_dirty_arrays
+from storage.dirty import mark_dirty
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +167,7 @@ class PgWriter:
                     lo[meter_id] = micros
                 if micros > hi.get(meter_id, micros - 1):
                     hi[meter_id] = micros
-        ids = list(lo)
-        mark_dirty_arrays(conn, ids, [from_micros(lo[m]) for m in ids],
-                          [from_micros(hi[m]) for m in ids])
+        mark_dirty(conn, ((m, from_micros(lo[m]), from_micros(hi[m])) for m in lo))
 
     def write_dead_letters(self, items: Sequence[tuple[Unit, DeadLetter]]) -> WriteStats:
         """Write only dead letters (used to set a message aside)."""

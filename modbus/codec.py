@@ -314,7 +314,8 @@ def decode(
     (value,) = struct.unpack(">" + _SPECS[dtype].struct_char, data)
     if dtype is DataType.FLOAT32:
         return _shortest_float32(value)
-    return value
+    number: Number = value  # struct gives int for integer formats, float for the others
+    return number
 
 
 def encode(
@@ -401,7 +402,8 @@ def apply_scaling(
     if isinstance(raw, float) and not math.isfinite(raw):
         return raw
     if isinstance(raw, int) and _integral(scale) and _integral(offset) and scale_exponent >= 0:
-        return raw * int(scale) * 10**scale_exponent + int(offset)
+        scaled: int = raw * int(scale) * 10**scale_exponent + int(offset)
+        return scaled
     with localcontext() as ctx:
         ctx.prec = 40
         value = _dec(raw) * _dec(scale) * Decimal(10) ** scale_exponent + _dec(offset)

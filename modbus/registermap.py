@@ -824,8 +824,8 @@ def _translate(exc: ValidationError, data: dict[str, Any]) -> list[MapProblem]:
         rest: tuple[Any, ...] = loc
         if len(loc) >= 2 and loc[0] == "fields" and isinstance(loc[1], int):
             idx = loc[1]
-            in_range = isinstance(raw_fields, list) and idx < len(raw_fields)
-            raw = raw_fields[idx] if in_range else None
+            raw = raw_fields[idx] if isinstance(raw_fields, list) and idx < len(raw_fields) \
+                else None
             name = raw.get("name") if isinstance(raw, dict) else None
             field = name if isinstance(name, str) else f"#{idx + 1}"
             rest = loc[2:]

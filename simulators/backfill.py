@@ -28,7 +28,7 @@ from simulators import _hash
 from simulators.model import STEP_S, FleetModel, MeterModel, window_mask
 from simulators.mqtt_publisher import MqttPublisher, PlantFeed, merge_plans
 from simulators.progress import Progress
-from storage.dirty import mark_dirty_arrays
+from storage.dirty import mark_dirty
 
 CHUNK_INTERVALS = 96 * 7          # one week of readings per COPY
 
@@ -121,8 +121,7 @@ def backfill_copy(model: FleetModel, database_url: str, k0: int, k1: int, *,
                 conn.execute("TRUNCATE energymon_sim_stage")
                 # queue the range for accounting, in the same transaction as the readings
                 ids_in_chunk = [ids[mm.plant_id, mm.id] for mm in meters]
-                mark_dirty_arrays(conn, ids_in_chunk, [stamps[0]] * len(ids_in_chunk),
-                                  [stamps[-1]] * len(ids_in_chunk))
+                mark_dirty(conn, ((m, stamps[0], stamps[-1]) for m in ids_in_chunk))
     seconds = bar.close()
     return BackfillResult(generated, inserted, dropped, seconds)
 

@@ -234,7 +234,7 @@ class ModbusFleetServer:
 
     async def stop_async(self) -> None:
         for server in self._servers:
-            await server.shutdown()
+            await server.shutdown()  # type: ignore[no-untyped-call]  # pymodbus leaves it untyped
         self._servers.clear()
 
     def start_in_thread(self, timeout: float = 30) -> dict[str, Endpoint]:

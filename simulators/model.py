@@ -38,6 +38,7 @@ from benchmarks.evaluate import kgce_per_energy_unit
 from benchmarks.factors import EnergyFactors
 from fleet import (
     Direction,
+    ExceptionFault,
     Fleet,
     FleetSimulation,
     IntensityLevel,
@@ -45,6 +46,7 @@ from fleet import (
     MeterKind,
     ModbusTransport,
     MqttTransport,
+    OfflineFault,
     Plant,
     PlantLoad,
     ProductionUnit,
@@ -52,8 +54,10 @@ from fleet import (
     ResetFault,
     RolloverFault,
     Schedule,
+    SlowFault,
     SpikeFault,
     StuckFault,
+    TimeoutFault,
     TimeWindow,
 )
 from modbus.registermap import Kind, Quantity, RegisterField, RegisterMap, load_register_map
@@ -108,18 +112,23 @@ def window_opened(window: TimeWindow, t: float, epoch_s: float) -> float:
 # ------------------------------------------------------------------------------ schedules
 
 
+def _offset_s(t: float, tz: tzinfo) -> float:
+    """UTC offset (s) of ``tz`` at ``t``; an aware datetime always has one."""
+    offset = datetime.fromtimestamp(t, tz).utcoffset()
+    assert offset is not None
+    return offset.total_seconds()
+
+
 def _offsets(tz: tzinfo, mid: np.ndarray) -> np.ndarray:
     """UTC offsets (s) of the local zone at each instant; vectorised for fixed-offset spans."""
     if mid.size == 0:
         return mid
     probes = mid[:: BLOCK] if mid.size > BLOCK else mid[:1]
     probes = np.append(probes, mid[-1])
-    offs = {datetime.fromtimestamp(float(p), tz).utcoffset().total_seconds()  # type: ignore[union-attr]
-            for p in probes}
+    offs = {_offset_s(float(p), tz) for p in probes}
     if len(offs) == 1:
         return np.full(mid.shape, offs.pop())
-    return np.array([datetime.fromtimestamp(float(p), tz).utcoffset().total_seconds()  # type: ignore[union-attr]
-                     for p in mid])
+    return np.array([_offset_s(float(p), tz) for p in mid])
 
 
 def running_mask(schedule: Schedule, k: np.ndarray, tz: tzinfo, epoch_s: float) -> np.ndarray:
@@ -331,7 +340,8 @@ class MeterModel:
     resets: list[ResetFault] = field(default_factory=list)
     stuck: list[StuckFault] = field(default_factory=list)
     spikes: list[SpikeFault] = field(default_factory=list)
-    protocol_faults: list = field(default_factory=list)
+    protocol_faults: list[OfflineFault | TimeoutFault | SlowFault | ExceptionFault] = field(
+        default_factory=list)
 
     @property
     def id(self) -> str:

@@ -39,6 +39,7 @@ def synthetic_fleet_data(plants: int, meters_per_plant: int, *, transport: str =
              "model": "generic_belt_scale"}]
         mix: dict[str, float] = {}
         for j in range(energy):
+            meter: dict[str, object]
             if j % 4 == 3:
                 meter = {"id": f"coal-{j:03d}", "energy_type": "raw_coal", "eng_unit": "t",
                          "model": "generic_flow_totaliser"}
@@ -46,7 +47,7 @@ def synthetic_fleet_data(plants: int, meters_per_plant: int, *, transport: str =
                 meter = {"id": f"elec-{j:03d}", "energy_type": "electricity", "eng_unit": "kWh",
                          "model": ELECTRIC_MODELS[j % 3], "multiplier": 40}
             meters.append({"name": f"meter {j}", "unit": "kiln", "kind": "counter", **meter})
-            mix[meter["id"]] = share
+            mix[str(meter["id"])] = share
         last = meters[-1]["id"]
         mix[last] = round(1.0 - share * (energy - 1), 12)
         if transport == "modbus":

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.evaluate import evaluate
+from fleet import ExceptionFault, OfflineFault, SlowFault, SpikeFault, StuckFault, TimeoutFault
 from simulators.model import STEP_H, STEP_S, FleetModel, MeterModel, UnitModel, in_window
 
 COLUMNS = ("interval_start", "interval_end", "plant", "unit", "meter", "quantity", "value",
@@ -63,7 +64,8 @@ class UnitTruth:
 
     @property
     def net_kgce(self) -> np.ndarray:
-        return self.consumed_kgce - self.exported_kgce
+        net: np.ndarray = self.consumed_kgce - self.exported_kgce
+        return net
 
     @property
     def expected_net_kgce(self) -> np.ndarray:
@@ -79,7 +81,8 @@ class PlantTruth:
 
     @property
     def net_kgce(self) -> np.ndarray:
-        return self.consumed_kgce - self.exported_kgce
+        net: np.ndarray = self.consumed_kgce - self.exported_kgce
+        return net
 
 
 @dataclass
@@ -99,11 +102,13 @@ class Truth:
 
 def _notes(mm: MeterModel, k0: int, k1: int) -> list[str]:
     notes = [""] * (k1 - k0)
-    faults = [*mm.stuck, *mm.spikes, *[f for f in mm.protocol_faults if f.kind == "offline"]]
+    faults: list[StuckFault | SpikeFault | OfflineFault | TimeoutFault | SlowFault
+                 | ExceptionFault] = [
+        *mm.stuck, *mm.spikes, *[f for f in mm.protocol_faults if f.kind == "offline"]]
     events = [(f.at.timestamp(), "reset") for f in mm.resets]
     for i in range(k1 - k0):
         t = (k0 + i + 1) * STEP_S
-        active = []
+        active: list[str] = []
         for f in faults:
             if in_window(f, t, mm.epoch_s):
                 if f.kind == "spike" and mm.spiked(t) is None:

@@ -64,5 +64,5 @@ def metrics(state: StateDep, request: Request) -> Response:
     state.metrics.pool_waiting.set(pool.get("requests_waiting", 0))
     body = generate_latest(state.metrics.registry)
     for registry in state.extra_registries:
-        body += generate_latest(registry)  # type: ignore[arg-type]
+        body += generate_latest(registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Annotated, Literal
+from datetime import datetime, tzinfo
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
@@ -50,15 +50,15 @@ FormatQuery = Annotated[Format, Query(
 LimitQuery = Annotated[int, Query(ge=1, description="JSON page size (at most "
                                   "history_json_max_rows, default 10 000).")]
 
-_DOWNLOAD = {200: {"description": "History rows; a download for format=csv|xlsx|parquet.",
-                   "content": {"text/csv": {"schema": {"type": "string"}},
-                               exports.MEDIA["xlsx"]: {"schema": {"type": "string",
-                                                                  "format": "binary"}},
-                               exports.MEDIA["parquet"]: {"schema": {"type": "string",
-                                                                     "format": "binary"}}}}}
+_DOWNLOAD: dict[int | str, dict[str, Any]] = {
+    200: {"description": "History rows; a download for format=csv|xlsx|parquet.",
+          "content": {"text/csv": {"schema": {"type": "string"}},
+                      exports.MEDIA["xlsx"]: {"schema": {"type": "string", "format": "binary"}},
+                      exports.MEDIA["parquet"]: {"schema": {"type": "string",
+                                                            "format": "binary"}}}}}
 
 
-def _buckets(start: datetime, end: datetime, resolution: str, tz: object) -> int:
+def _buckets(start: datetime, end: datetime, resolution: str, tz: tzinfo) -> int:
     seconds = (end - start).total_seconds()
     if resolution == "15min":
         return math.ceil(seconds / 900) + 1
@@ -66,7 +66,7 @@ def _buckets(start: datetime, end: datetime, resolution: str, tz: object) -> int
         return math.ceil(seconds / 3600) + 1
     if resolution == "day":
         return math.ceil(seconds / 86400) + 2
-    a, b = start.astimezone(tz), end.astimezone(tz)  # type: ignore[arg-type]
+    a, b = start.astimezone(tz), end.astimezone(tz)
     return (b.year - a.year) * 12 + (b.month - a.month) + 2
 
 
@@ -90,7 +90,7 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
     meta = {"level": level, "plant": plant.id, "unit": unit.id if unit else None,
             "meter": meter.id if meter else None, "resolution": resolution,
             "from": start.astimezone(tz), "to": end.astimezone(tz), "timezone": str(tz)}
-    args = dict(level=level, resolution=resolution, plant_pk=plant.pk,
+    args: dict[str, Any] = dict(level=level, resolution=resolution, plant_pk=plant.pk,
                 unit_pk=unit.pk if unit else None, meter_pk=meter.pk if meter else None,
                 start=start, end=end)
     if fmt == "json":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -38,7 +38,7 @@ def _window(db: Db, start: str | None, end: str | None) -> tuple[datetime, datet
 
 
 def _status(row: queries.MeterStatusRow, lo: datetime, hi: datetime, now: datetime,
-            tz: object) -> schemas.MeterStatus:
+            tz: tzinfo) -> schemas.MeterStatus:
     start = max(lo, row.installed_at) if row.installed_at else lo
     expected = max(0.0, (min(hi, now) - start).total_seconds() / row.interval_s)
     online = (row.last_seen is not None
@@ -46,7 +46,7 @@ def _status(row: queries.MeterStatusRow, lo: datetime, hi: datetime, now: dateti
     return schemas.MeterStatus(
         meter=row.meter, unit=row.unit, energy_type=row.energy_type, kind=row.kind,
         eng_unit=row.eng_unit, online=online,
-        last_seen=row.last_seen.astimezone(tz) if row.last_seen else None,  # type: ignore[arg-type]
+        last_seen=row.last_seen.astimezone(tz) if row.last_seen else None,
         last_value=row.last_value,
         last_quality=queries.QUALITY.get(row.last_quality) if row.last_quality is not None
         else None,

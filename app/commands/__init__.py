@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TypeAlias
 
 from core.settings import Settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
-Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]  # argparse has no public name
+# argparse has no public name for it; a string, so it is only evaluated by the type checker
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from core.ports import free_port
@@ -140,14 +141,14 @@ class EmbeddedPostgres:
     # -- commands ---------------------------------------------------------------------------
     def _run(self, exe: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.bindir / exe), *args]
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if self._run_as is not None:
             kwargs = {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid,
                       "extra_groups": []}
         try:
             return subprocess.run(
                 cmd, check=True, capture_output=True, text=True, timeout=timeout,
-                cwd="/", **kwargs,  # type: ignore[arg-type]
+                cwd="/", **kwargs,
             )
         except subprocess.CalledProcessError as exc:
             detail = (exc.stderr or exc.stdout or "").strip()

@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -316,3 +317,53 @@ def test_energymon_serve_runs_the_api(env: ApiEnv) -> None:
     assert "Application shutdown complete" in out
     assert f"docs: http://127.0.0.1:{port}/docs" in out
 
+
+
+def test_energymon_config_file_configures_serve(env: ApiEnv, tmp_path: Path) -> None:
+    """`energymon --config s.yaml serve` applies the file's api: section (here a page limit of
+    7 and push off); the environment still wins over the file (rate limit 0)."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    from core.ports import free_port
+
+    settings = tmp_path / "s.yaml"
+    settings.write_text(f"database_url: {env.url}\n"
+                        "api:\n  page_max: 7\n  push_enabled: false\n  rate_per_second: 0.01\n")
+    port = free_port()
+    child_env = {k: v for k, v in os.environ.items()
+                 if not k.startswith("ENERGYMON_") or k.startswith("ENERGYMON_TEST_")}
+    child_env["ENERGYMON_API_RATE_PER_SECOND"] = "0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--config", str(settings), "serve", "--port",
+         str(port)], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        ready = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert ready is not None and ready.status_code == 200
+        base = f"http://127.0.0.1:{port}/api/v1"
+        headers = env.headers("admin")
+        too_many = httpx.get(f"{base}/regions?limit=8", headers=headers)
+        assert too_many.status_code == 422
+        assert "at most 7 (got 8)" in too_many.json()["detail"]
+        assert httpx.get(f"{base}/regions?limit=7", headers=headers).status_code == 200
+        # rate_per_second 0 from the environment disables the limiter the file asked for
+        codes = {httpx.get(f"{base}/regions?limit=1", headers=headers).status_code
+                 for _ in range(5)}
+        assert codes == {200}
+        push = httpx.post(f"{base}/plants/jx-yujiang-cement/readings",
+                          headers=env.headers("plant-cement"), json={"v": 1, "readings": []})
+        assert push.status_code == 503 and "push-disabled" in push.json()["type"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

@@ -1,9 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from core.settings import MqttEndpoint, Settings, load_settings
+from core.yamlfile import ConfigFileError
 
 
 def test_defaults_need_no_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,3 +58,58 @@ def test_unknown_key_in_config_file_is_rejected(tmp_path: Path) -> None:
     config.write_text("databse_url: postgresql://typo/db\n")
     with pytest.raises(ValidationError, match="databse_url"):
         load_settings(config)
+
+
+def test_api_and_ingest_sections_from_file_and_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "energymon.yaml"
+    config.write_text("api:\n  page_max: 50\n  rate_burst: 9\n"
+                      "ingest:\n  batch_size: 500\n  group: plants-east\n")
+    monkeypatch.setenv("ENERGYMON_API_RATE_BURST", "11")
+    monkeypatch.setenv("ENERGYMON_INGEST_MAX_PENDING", "4000")
+    settings = load_settings(config)
+    assert settings.api.page_max == 50
+    assert settings.api.rate_burst == 11            # environment wins over the file
+    assert settings.api.csv_max_rows == 5_000_000   # untouched default
+    assert settings.ingest.batch_size == 500 and settings.ingest.group == "plants-east"
+    assert settings.ingest.max_pending == 4000
+
+
+def test_loading_a_config_file_leaves_the_environment_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ENERGYMON_CONFIG", raising=False)
+    config = tmp_path / "energymon.yaml"
+    config.write_text("timezone: Asia/Urumqi\n")
+    before = dict(os.environ)
+    assert load_settings(config).timezone == "Asia/Urumqi"
+    assert dict(os.environ) == before
+    assert Settings().timezone == "Asia/Shanghai"  # the file applied to that load only
+
+
+def test_duplicated_key_in_config_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "dup.yaml"
+    config.write_text("api:\n  page_max: 50\n  page_max: 5000\n")
+    with pytest.raises(ConfigFileError) as info:
+        load_settings(config)
+    text = str(info.value)
+    assert str(config) in text and "line 3" in text and "duplicate key 'page_max'" in text
+
+
+def test_invalid_section_value_names_the_section_and_field(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("ingest:\n  batch_size: 0\n")
+    with pytest.raises(ValidationError) as info:
+        load_settings(config)
+    assert "ingest.batch_size" in str(info.value)
+
+
+def test_cli_flags_override_the_ingest_section(tmp_path: Path) -> None:
+    from app.cli import build_parser
+    from app.commands.ingest import options_from_args
+
+    settings = Settings(ingest={"batch_size": 500, "flush_interval": 0.5})
+    args = build_parser().parse_args(["ingest", "--batch-size", "700"])
+    options = options_from_args(args, settings.ingest)
+    assert options.config.batch_size == 700           # the flag
+    assert options.config.flush_interval == 0.5       # the setting
+    assert options.receive_maximum == 20_000          # the default
