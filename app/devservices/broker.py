@@ -75,19 +75,11 @@ def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
 
 
 @dataclass
-class Mosquitto:
-    """A mosquitto process on 127.0.0.1:``port`` with its state under ``workdir``.
-
-    ``users`` maps user name -> password; when given, anonymous access is off and the ACL lets
-    user ``ingest`` (or any name in ``platform_users``) read everything, and every other user
-    write only ``plants/<its name>/#``.
-    """
+class _BrokerProcess:
+    """A broker process on 127.0.0.1:``port`` (0 = a free port) with its state in ``workdir``."""
 
     workdir: Path
     port: int = 0
-    users: dict[str, str] | None = None
-    platform_users: tuple[str, ...] = ("ingest",)
-    persistence: bool = True
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +90,21 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Mosquitto(_BrokerProcess):
+    """A mosquitto process on 127.0.0.1:``port`` with its state under ``workdir``.
+
+    ``users`` maps user name -> password; when given, anonymous access is off and the ACL lets
+    user ``ingest`` (or any name in ``platform_users``) read everything, and every other user
+    write only ``plants/<its name>/#``.
+    """
+
+    users: dict[str, str] | None = None
+    platform_users: tuple[str, ...] = ("ingest",)
+    persistence: bool = True
+
 
     mqtt_protocol = "5"
 
@@ -171,24 +178,13 @@ class Mosquitto:
 
 
 @dataclass
-class PythonBroker:
+class PythonBroker(_BrokerProcess):
     """The embedded Python broker (amqtt, MQTT 3.1.1, anonymous, no persistence): the demo's
     fallback where Mosquitto is not installed. Without MQTT 5 there are no shared
     subscriptions, so the demo runs a single ingest worker on it."""
 
-    workdir: Path
-    port: int = 0
-    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     mqtt_protocol = "3.1.1"
 
-    def __post_init__(self) -> None:
-        self.workdir = Path(self.workdir)
-        if not self.port:
-            self.port = free_port()
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> str:
         import sys

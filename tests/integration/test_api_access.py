@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +19,7 @@ import pytest
 from api.config import ApiConfig
 from api.tokens import create_token
 from app.cli import main
+from core.ports import free_port
 from fleet import load_fleet, uscc_check_char
 from fleet.registry import load_registry
 from storage.migrate import migrate
@@ -280,15 +284,22 @@ def test_serve_in_thread_answers_over_http(env: ApiEnv) -> None:
     assert not server.thread.is_alive()
 
 
-def test_energymon_serve_runs_the_api(env: ApiEnv) -> None:
-    """`energymon serve` in a child process: ready, then answers, then stops on SIGTERM."""
-    import os
-    import subprocess
-    import sys
-
+def _ready(proc: subprocess.Popen[str], port: int, timeout: float = 30) -> int | None:
+    """Status of the child's /ready once it answers (None if it exits or never answers)."""
     import httpx
 
-    from core.ports import free_port
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return None
+
+
+def test_energymon_serve_runs_the_api(env: ApiEnv) -> None:
+    """`energymon serve` in a child process: ready, then answers, then stops on SIGTERM."""
+    import httpx
 
     port = free_port()
     proc = subprocess.Popen(
@@ -297,15 +308,7 @@ def test_energymon_serve_runs_the_api(env: ApiEnv) -> None:
              "ENERGYMON_API_PUSH_ENABLED": "false"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        ready = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        assert ready is not None and ready.status_code == 200
+        assert _ready(proc, port) == 200
         r = httpx.get(f"http://127.0.0.1:{port}/api/v1/plants/jx-yujiang-cement",
                       headers=env.headers("plant-cement"))
         assert r.status_code == 200
@@ -322,13 +325,7 @@ def test_energymon_serve_runs_the_api(env: ApiEnv) -> None:
 def test_energymon_config_file_configures_serve(env: ApiEnv, tmp_path: Path) -> None:
     """`energymon --config s.yaml serve` applies the file's api: section (here a page limit of
     7 and push off); the environment still wins over the file (rate limit 0)."""
-    import os
-    import subprocess
-    import sys
-
     import httpx
-
-    from core.ports import free_port
 
     settings = tmp_path / "s.yaml"
     settings.write_text(f"database_url: {env.url}\n"
@@ -341,15 +338,7 @@ def test_energymon_config_file_configures_serve(env: ApiEnv, tmp_path: Path) -> 
         [sys.executable, "-m", "app.cli", "--config", str(settings), "serve", "--port",
          str(port)], env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        ready = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        assert ready is not None and ready.status_code == 200
+        assert _ready(proc, port) == 200
         base = f"http://127.0.0.1:{port}/api/v1"
         headers = env.headers("admin")
         too_many = httpx.get(f"{base}/regions?limit=8", headers=headers)
