@@ -19,9 +19,10 @@ from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 
-from benchmarks.factors import EmissionFactors, EnergyFactors, convert_quantity
+from benchmarks.factors import MJ_PER_KGCE, EmissionFactors, EnergyFactors, convert_quantity
 
-MJ_PER_KGCE = 29.3076
+# benchmarks' constant (a Decimal) as a float, for the float arithmetic of the intervals
+_MJ_PER_KGCE = float(MJ_PER_KGCE)
 
 # GB/T 2260 province prefix -> province key of the emission-factor table
 PROVINCES: dict[str, str] = {
@@ -128,4 +129,4 @@ class Converter:
             return quantity_eng * kwh_per_unit * factor
         if factors.co2_per_gj is None:
             return 0.0
-        return kgce * MJ_PER_KGCE / 1000.0 * factors.co2_per_gj
+        return kgce * _MJ_PER_KGCE / 1000.0 * factors.co2_per_gj

@@ -34,7 +34,7 @@ timestamp and are only multiplied and placed.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_INTERVAL_S = 900
@@ -172,9 +172,9 @@ def counter_intervals(
                 continue
             if step >= 0 and plausible(step, span):
                 delta = step
-            elif step < 0 and wrap is not None and wrap <= modulus / 2 \
-                    and plausible(wrap, span):  # type: ignore[operator]
-                delta = wrap  # type: ignore[assignment]
+            elif (step < 0 and wrap is not None and modulus is not None
+                  and wrap <= modulus / 2 and plausible(wrap, span)):
+                delta = wrap
                 result.rollovers += 1
             else:
                 resume = back_in_line(a, j)
@@ -202,7 +202,7 @@ def counter_intervals(
 
 
 def _spread(delta: float, t0: float, t1: float, interval_s: int, estimated: bool,
-            bucket: object) -> None:
+            bucket: Callable[[int], IntervalEnergy]) -> None:
     """Distribute ``delta`` over the aligned intervals overlapping ``[t0, t1]``."""
     span = t1 - t0
     start = align(t0, interval_s)
@@ -211,7 +211,7 @@ def _spread(delta: float, t0: float, t1: float, interval_s: int, estimated: bool
         overlap = min(end, t1) - max(start, t0)
         if overlap > 0:
             part = delta * overlap / span
-            target = bucket(start)  # type: ignore[operator]
+            target = bucket(start)
             target.quantity += part
             target.covered += overlap
             if estimated:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import class_row
+
+from accounting.rows import DeclaredOutput, FactorSet, UnitMeterTotals
 
 GRANULARITIES = {"hour": "energy_by_meter_hour", "day": "energy_by_meter_day",
                  "month": "energy_by_meter_month"}
@@ -20,21 +24,16 @@ WITH RECURSIVE subtree AS (
 
 
 def unit_meter_totals(
-    conn: psycopg.Connection,
+    conn: psycopg.Connection[Any],
     start: datetime,
     end: datetime,
     granularity: str,
     *,
     region: str | None = None,
     plant: str | None = None,
-) -> list[tuple]:
-    """Per unit and meter: sums of the rollup rows in ``[start, end)``.
-
-    Columns: unit id, unit code, plant code, plant name, region code, catalogue key, pinned
-    edition, product unit, design capacity, capacity unit, meter id, meter code, energy type,
-    kind, direction, eng unit, interval seconds, quantity, estimated, kgce, co2 kg, readings,
-    meter installed at, lowest and highest factor set of the intervals.
-    """
+) -> list[UnitMeterTotals]:
+    """Per unit and meter: sums of the rollup rows in ``[start, end)``, ordered by plant, unit
+    and meter code (see :class:`accounting.rows.UnitMeterTotals` for the columns)."""
     view = sql.Identifier(GRANULARITIES[granularity])
     filters = [sql.SQL("TRUE")]
     prefix = sql.SQL("")
@@ -44,13 +43,16 @@ def unit_meter_totals(
     if plant is not None:
         filters.append(sql.SQL("p.code = %(plant)s"))
     query = sql.SQL("""{prefix}
-        SELECT u.id, u.code, p.code, p.name, p.region_code, u.catalogue_key,
-               u.catalogue_edition, u.product_unit, u.design_capacity::float8, u.capacity_unit,
-               m.id, m.code, m.energy_type, m.kind, m.direction, m.eng_unit, m.interval_s,
-               coalesce(sum(r.quantity), 0), coalesce(sum(r.estimated), 0),
-               coalesce(sum(r.kgce), 0), coalesce(sum(r.co2_kg), 0),
-               coalesce(sum(r.readings), 0)::float8, m.installed_at,
-               min(r.factor_set_min), max(r.factor_set_max)
+        SELECT u.id AS unit_id, u.code AS unit_code, p.code AS plant_code,
+               p.name AS plant_name, p.region_code, u.catalogue_key, u.catalogue_edition,
+               u.product_unit, u.design_capacity::float8 AS design_capacity, u.capacity_unit,
+               m.id AS meter_id, m.code AS meter_code, m.energy_type, m.kind, m.direction,
+               m.eng_unit, m.interval_s,
+               coalesce(sum(r.quantity), 0) AS quantity,
+               coalesce(sum(r.estimated), 0) AS estimated,
+               coalesce(sum(r.kgce), 0) AS kgce, coalesce(sum(r.co2_kg), 0) AS co2_kg,
+               coalesce(sum(r.readings), 0)::float8 AS readings, m.installed_at,
+               min(r.factor_set_min) AS factor_set_min, max(r.factor_set_max) AS factor_set_max
         FROM production_units u
         JOIN plants p ON p.id = u.plant_id
         JOIN meters m ON m.unit_id = u.id
@@ -59,20 +61,25 @@ def unit_meter_totals(
         GROUP BY u.id, p.id, m.id
         ORDER BY p.code, u.code, m.code
     """).format(prefix=prefix, view=view, filters=sql.SQL(" AND ").join(filters))
-    return conn.execute(query, {"start": start, "end": end, "region": region,
-                                "plant": plant}).fetchall()
+    with conn.cursor(row_factory=class_row(UnitMeterTotals)) as cur:
+        cur.execute(query, {"start": start, "end": end, "region": region, "plant": plant})
+        return cur.fetchall()
 
 
-def declared_output(conn: psycopg.Connection, unit_ids: list[int], start: datetime,
+def declared_output(conn: psycopg.Connection[Any], unit_ids: list[int], start: datetime,
                     end: datetime) -> dict[int, float]:
     """Declared production records lying wholly inside ``[start, end)``, per unit."""
-    rows = conn.execute(
-        "SELECT unit_id, sum(quantity) FROM production_records WHERE unit_id = ANY(%s) "
-        "AND period_start >= %s AND period_end <= %s GROUP BY unit_id",
-        (unit_ids, start, end)).fetchall()
-    return {int(u): float(q) for u, q in rows}
+    with conn.cursor(row_factory=class_row(DeclaredOutput)) as cur:
+        cur.execute(
+            "SELECT unit_id, sum(quantity) AS quantity FROM production_records "
+            "WHERE unit_id = ANY(%s) AND period_start >= %s AND period_end <= %s "
+            "GROUP BY unit_id",
+            (unit_ids, start, end))
+        return {int(r.unit_id): float(r.quantity) for r in cur}
 
 
-def factor_versions(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
-    return {int(i): (c, e) for i, c, e in conn.execute(
-        "SELECT id, standard_coal_version, emission_version FROM factor_sets")}
+def factor_versions(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, str]]:
+    """Factor set id -> (standard-coal table version, emission table version)."""
+    with conn.cursor(row_factory=class_row(FactorSet)) as cur:
+        cur.execute("SELECT id, standard_coal_version, emission_version FROM factor_sets")
+        return {int(r.id): (r.standard_coal_version, r.emission_version) for r in cur}

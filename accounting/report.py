@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from accounting.verdicts import AreaKpi, UnitResult
+from benchmarks.evaluate import Status
 
-STATUS_TEXT = {
-    "at_benchmark": "at benchmark (达到标杆)",
-    "below_benchmark": "below benchmark: improve",
-    "below_baseline": "BELOW BASELINE: retrofit",
-    "not_evaluable": "not evaluable",
-    "no_output": "no output in period",
-    "unmapped": "no catalogue entry",
+STATUS_TEXT: dict[Status, str] = {
+    Status.AT_BENCHMARK: "at benchmark (达到标杆)",
+    Status.BELOW_BENCHMARK: "below benchmark: improve",
+    Status.BELOW_BASELINE: "BELOW BASELINE: retrofit",
+    Status.NOT_EVALUABLE: "not evaluable",
+    Status.NO_OUTPUT: "no output in period",
+    Status.UNMAPPED: "no catalogue entry",
 }
 
 
@@ -31,7 +32,7 @@ def print_verdicts(results: list[UnitResult], kpis: list[AreaKpi], period: str) 
               f"{_num(r.benchmark):>9} {_num(r.baseline):>8} {r.intensity_unit or '-':<16} "
               f"{_num(r.gap_to_benchmark_pct):>7} {_num(r.saving_potential_tce):>9} "
               f"{r.estimated_share * 100:>5.1f} {r.completeness * 100:>6.1f}  "
-              f"{STATUS_TEXT.get(r.status, r.status)}")
+              f"{STATUS_TEXT[r.status]}")
     if kpis:
         print()
         print("Area KPIs: share of capacity at benchmark (2025 target >= 30 %), "

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
 from accounting.conversion import Converter, MeterFactors
 from accounting.intervals import (
@@ -256,8 +257,10 @@ class Accountant:
         conn.autocommit = True
         try:
             for view in ("energy_by_meter_hour", "energy_by_meter_day", "energy_by_meter_month"):
-                conn.execute(f"CALL refresh_continuous_aggregate('{view}', %s, %s)",
-                             (local_lo, nxt))
+                # the procedure takes the view as a regclass: its (quoted) name as a string
+                name = sql.Literal(sql.Identifier(view).as_string(conn))
+                conn.execute(sql.SQL("CALL refresh_continuous_aggregate({}, %s, %s)")
+                             .format(name), (local_lo, nxt))
         finally:
             conn.autocommit = False
 

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from benchmarks.evaluate import Status
 from core.contract import CODE_PATTERN
 
 T = TypeVar("T")
+
+#: the values of :class:`benchmarks.evaluate.Status`, in its order, spelled out for the schema
+StatusValue = Literal["at_benchmark", "below_benchmark", "below_baseline", "not_evaluable",
+                      "no_output", "unmapped"]
+if get_args(StatusValue) != tuple(s.value for s in Status):
+    raise RuntimeError(f"api.schemas.StatusValue {get_args(StatusValue)} differs from "
+                       f"benchmarks.evaluate.Status {tuple(s.value for s in Status)}")
 
 
 def q(unit: str, description: str, **kwargs: Any) -> Any:
@@ -324,8 +332,7 @@ class UnitIntensity(_Out):
     unit: str
     period: str
     catalogue_key: str | None
-    status: Literal["at_benchmark", "below_benchmark", "below_baseline", "not_evaluable",
-                    "no_output", "unmapped"] = Field(
+    status: StatusValue = Field(
         description="at_benchmark (达到标杆): intensity <= benchmark; below_benchmark: "
         "benchmark < intensity <= baseline (improve); below_baseline: intensity > baseline "
         "(must retrofit); not_evaluable / no_output / unmapped: no verdict.")

@@ -46,12 +46,27 @@ NUMERATOR_ENERGY_TYPES: dict[str, str | None] = {
 
 
 class Status(StrEnum):
-    """Verdict of an intensity against a catalogue entry."""
+    """The one verdict vocabulary: of an intensity against a catalogue entry, and of a
+    production unit (accounting, CLI, API).
+
+    :func:`evaluate` gives the first four; a unit that cannot be evaluated at all is
+    ``no_output`` (no product output in the period) or ``unmapped`` (no catalogue entry, or
+    one the catalogue does not know).
+    """
 
     AT_BENCHMARK = "at_benchmark"
     BELOW_BENCHMARK = "below_benchmark"
     BELOW_BASELINE = "below_baseline"
     NOT_EVALUABLE = "not_evaluable"
+    NO_OUTPUT = "no_output"
+    UNMAPPED = "unmapped"
+
+
+#: statuses of a judged unit (an intensity compared with benchmark and baseline)
+JUDGED: tuple[Status, ...] = (Status.AT_BENCHMARK, Status.BELOW_BENCHMARK,
+                              Status.BELOW_BASELINE)
+#: statuses that flag a unit: improve (below benchmark) or retrofit (below baseline)
+FLAGGED: tuple[Status, ...] = (Status.BELOW_BENCHMARK, Status.BELOW_BASELINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -477,9 +477,9 @@ class EmissionFactors:
                 key, key, value, "kgCO2/GJ", None, None, "plant_declared", self.version
             )
         for r in reversed(rows):
-            value, unit = r.normalised
-            if value is not None:
-                return FactorUsed(key, key, value, unit, r.year, None, "table", self.version)
+            factor, unit = r.normalised
+            if factor is not None:
+                return FactorUsed(key, key, factor, unit, r.year, None, "table", self.version)
         raise LookupError(f"emission factor {key!r} has no value in {self.version}")
 
     def grid_factor(
@@ -517,10 +517,10 @@ class EmissionFactors:
             candidates.append(NATIONAL_GRID)
         for key in candidates:
             for r in reversed(self._by_key.get(key, [])):
-                value, unit = r.normalised
-                if value is not None and r.year is not None and r.year <= year:
+                factor, unit = r.normalised
+                if factor is not None and r.year is not None and r.year <= year:
                     return FactorUsed(
-                        key, requested, value, unit, r.year, year, "table", self.version
+                        key, requested, factor, unit, r.year, year, "table", self.version
                     )
         years = sorted(
             {

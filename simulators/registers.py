@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from benchmarks.factors import MJ_PER_KGCE
 from fleet import MeterKind
 from modbus import codec
 from modbus.codec import Number
@@ -37,7 +38,7 @@ from simulators.model import (
 )
 
 STEAM_GJ_PER_T = 2.8          # enthalpy of saturated steam at ~1 MPa (GJ per tonne)
-MJ_PER_KGCE = 29.3076
+_MJ_PER_KGCE = float(MJ_PER_KGCE)   # benchmarks' Decimal constant, for float arithmetic
 _SQRT3 = math.sqrt(3.0)
 
 # (temperature degC, pressure MPa) of the medium by energy type
@@ -99,7 +100,7 @@ class MeterRegisters:
         self.imbalance = [1.0 + 0.03 * (_hash.uniform1(mm.key, 21, i) - 0.5) for i in range(3)]
         s = sum(self.imbalance)
         self.imbalance = [x * 3 / s for x in self.imbalance]
-        self.gj_per_unit = ((mm.kgce_per_unit or 0.0) * MJ_PER_KGCE / 1000.0)
+        self.gj_per_unit = ((mm.kgce_per_unit or 0.0) * _MJ_PER_KGCE / 1000.0)
         self.process = _PROCESS.get(mm.meter.energy_type, (25.0, 0.1))
         self.sign = -1.0 if mm.role == "exported" else 1.0
         self.by_table: dict[Table, list[RegisterField]] = {t: [] for t in Table}

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from accounting.periods import Period
 from accounting.verdicts import UnitResult, area_kpis, unit_results
 from api import schemas
 from api.deps import Db, db_route, plant_in_scope, region_in_scope, unit_in_scope
@@ -24,12 +25,11 @@ from api.routes._common import (
     period_of,
 )
 from api.routes.registry import PlantCode, UnitCode
+from benchmarks.evaluate import FLAGGED, Status
 
 router = APIRouter(tags=["intensity"])
 
-FLAGGED = ("below_benchmark", "below_baseline")
-STATUSES = ("at_benchmark", "below_benchmark", "below_baseline", "not_evaluable", "no_output",
-            "unmapped")
+STATUSES: tuple[Status, ...] = tuple(Status)
 EditionQuery = Annotated[int | None, Query(
     ge=2021, le=2100, description="Catalogue edition to judge against (default: the server's "
     "configured edition, else the newest with values; a unit's pinned edition wins).")]
@@ -39,8 +39,9 @@ RegionCode = Annotated[str, Path(pattern=r"^[0-9]{6}$", description="GB/T 2260 r
 
 def unit_out(r: UnitResult) -> schemas.UnitIntensity:
     return schemas.UnitIntensity(
-        plant=r.plant, plant_name=r.plant_name, region=r.region, unit=r.unit, period=r.period,
-        catalogue_key=r.catalogue_key, status=r.status, intensity=r.intensity,  # type: ignore[arg-type]
+        plant=r.plant, plant_name=r.plant_name, region=r.region, unit=r.unit,
+        period=r.period.label, catalogue_key=r.catalogue_key, status=r.status,
+        intensity=r.intensity,
         intensity_unit=r.intensity_unit, benchmark=r.benchmark, baseline=r.baseline,
         gap_to_benchmark_pct=r.gap_to_benchmark_pct,
         saving_potential_tce=r.saving_potential_tce, output=r.output,
@@ -55,19 +56,21 @@ def unit_out(r: UnitResult) -> schemas.UnitIntensity:
 
 
 def _results(db: Db, period_spec: str, *, plant: str | None = None,
-             region: str | None = None, edition: int | None = None) -> list[UnitResult]:
+             region: str | None = None, edition: int | None = None
+             ) -> tuple[Period, list[UnitResult]]:
+    """The parsed period and the results of the units in scope."""
     period = period_of(period_spec, db.state.tz)
     # the application's scope check (row-level security repeats it under the query)
     principal = db.principal
     if principal.scope_plant is not None:
         if plant is not None and plant != principal.scope_plant:
-            return []
+            return period, []
         plant = principal.scope_plant
     if region is None and principal.scope_region is not None:
         region = principal.scope_region
-    return unit_results(db.conn, period, region=region, plant=plant,
-                        catalogue=db.state.catalogue,
-                        edition=edition or db.state.default_edition)
+    return period, unit_results(db.conn, period, region=region, plant=plant,
+                                catalogue=db.state.catalogue,
+                                edition=edition or db.state.default_edition)
 
 
 def _plant_payload(plant: str, period: str, results: list[UnitResult]
@@ -87,9 +90,8 @@ def _plant_payload(plant: str, period: str, results: list[UnitResult]
 def plant_intensity(db: Db, plant: PlantCode, period: PeriodQuery,
                     edition: EditionQuery = None) -> schemas.PlantIntensity:
     p = plant_in_scope(db, plant)
-    results = _results(db, period, plant=p.id, edition=edition)
-    label = period_of(period, db.state.tz).label
-    return _plant_payload(p.id, label, results)
+    parsed, results = _results(db, period, plant=p.id, edition=edition)
+    return _plant_payload(p.id, parsed.label, results)
 
 
 @router.get("/plants/{plant}/units/{unit}/intensity", response_model=schemas.UnitIntensity,
@@ -100,7 +102,8 @@ def unit_intensity(db: Db, plant: PlantCode, unit: UnitCode, period: PeriodQuery
                    edition: EditionQuery = None) -> schemas.UnitIntensity:
     p = plant_in_scope(db, plant)
     u = unit_in_scope(db, p, unit)
-    results = [r for r in _results(db, period, plant=p.id, edition=edition) if r.unit == u.id]
+    _, results = _results(db, period, plant=p.id, edition=edition)
+    results = [r for r in results if r.unit == u.id]
     if not results:  # a unit without meters has no result row
         raise Problem(404, "no-data", f"production unit {unit!r} has no meters, so no "
                       "intensity can be computed")
@@ -124,14 +127,14 @@ def flagged_units(
     edition: EditionQuery = None, limit: LimitQuery = 100, offset: OffsetQuery = 0,
 ) -> schemas.Page[schemas.UnitIntensity]:
     check_limit(limit, db.config.page_max)
-    wanted = tuple(status) if status else FLAGGED
+    wanted: tuple[str, ...] = tuple(status) if status else FLAGGED
     bad = [s for s in wanted if s not in STATUSES]
     if bad:
         raise Problem(422, "invalid-request", f"query parameter status: {bad[0]!r} is not one "
                       f"of {', '.join(STATUSES)}")
     if region is not None and db.principal.scope_plant is None:
         region_in_scope(db, region)
-    results = _results(db, period, region=region, edition=edition)
+    _, results = _results(db, period, region=region, edition=edition)
     if area is not None:
         results = [r for r in results if r.catalogue_key is not None and (
             r.catalogue_key == area or r.catalogue_key.split("/")[0] == area)]
@@ -154,13 +157,13 @@ def region_kpis(
     edition: EditionQuery = None,
 ) -> schemas.RegionKpis:
     code, name, _level, _parent = region_in_scope(db, region)
-    results = _results(db, period, region=code, edition=edition)
+    parsed, results = _results(db, period, region=code, edition=edition)
     if area is not None:
         results = [r for r in results if r.catalogue_key is not None and (
             r.catalogue_key == area or r.catalogue_key.split("/")[0] == area)]
     flagged = [r for r in results if r.status in FLAGGED]
     return schemas.RegionKpis(
-        region=code, region_name=name, period=period_of(period, db.state.tz).label,
+        region=code, region_name=name, period=parsed.label,
         plants=len({r.plant for r in results}), units=len(results),
         flagged_units=len(flagged),
         saving_potential_tce=sum(r.saving_potential_tce or 0.0 for r in flagged),
