@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 
-DESCRIPTION = """\
+_DESCRIPTION = """\
 Energy, intensity and verdicts of key energy-using units (重点用能单位) for plants, regulators
 and auditors.
 
@@ -51,18 +51,48 @@ so a token never learns which other plants exist. Under the API, PostgreSQL row-
 applies the same scope to every query.
 
 **Errors** are RFC 9457 problem documents (`application/problem+json`) whose `detail` says what
-to do. **Rate limit**: per token (default 20 requests/s, bursts of 60); beyond it 429 with
-`Retry-After`.
+to do. **Rate limit**: {rate_limit}
 
 **Units**: every numeric field's schema states its unit (description and `x-unit`). Periods
 and day/month buckets follow the local calendar (Asia/Shanghai by default): a day is
 00:00–24:00 local.
 
-**Limits** (defaults, `ENERGYMON_API_*`): list pages ≤ 1000 items; history JSON pages ≤ 10 000
-rows (follow `next`); CSV downloads ≤ 5 000 000 rows (streamed); XLSX ≤ 200 000; Parquet ≤
-2 000 000; a push ≤ 1 MiB. A download that could exceed its limit is refused up front (422
-`export-too-large`).
+{limits}
 """
+
+
+def _count(n: int) -> str:
+    """``1000``, ``10 000``, ``5 000 000``: digits grouped by spaces from five digits on."""
+    return str(n) if n < 10_000 else f"{n:,}".replace(",", " ")
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{_count(n // size)} {unit}"
+    return f"{_count(n)} bytes"
+
+
+def describe(config: ApiConfig) -> str:
+    """The OpenAPI description, quoting the limits ``config`` enforces (so what is documented
+    is what is enforced)."""
+    default = config == ApiConfig()
+    if config.rate_per_second > 0:
+        rate_limit = (f"per token ({'default ' if default else ''}"
+                      f"{config.rate_per_second:g} requests/s, bursts of {config.rate_burst}); "
+                      "beyond it 429 with\n`Retry-After`.")
+    else:
+        rate_limit = "none (disabled on this server)."
+    which = "defaults" if default else "this server's"
+    limits = (
+        f"**Limits** ({which}, `ENERGYMON_API_*`): list pages ≤ {config.page_max} items; "
+        f"history JSON pages ≤ {_count(config.history_json_max_rows)}\nrows (follow `next`); "
+        f"CSV downloads ≤ {_count(config.csv_max_rows)} rows (streamed); "
+        f"XLSX ≤ {_count(config.xlsx_max_rows)}; "
+        f"Parquet ≤\n{_count(config.parquet_max_rows)}; a push ≤ "
+        f"{_bytes(config.push_max_bytes)}. A download that could exceed its limit is refused "
+        "up front (422\n`export-too-large`).")
+    return _DESCRIPTION.format(rate_limit=rate_limit, limits=limits)
 
 
 # units of the numbers in the wire payloads (core.payload models, shared with MQTT)
@@ -99,7 +129,7 @@ class MetricsMiddleware:
                 return "unmatched"
             if scope["path"].startswith(API_PREFIX) and not path.startswith(API_PREFIX):
                 path = API_PREFIX + path  # included routers report their own path
-            return path
+            return str(path)
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -161,7 +191,8 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
             database.close()
 
     app = FastAPI(
-        title="energymon API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+        title="energymon API", version="1.0.0", description=describe(config),
+        lifespan=lifespan,
         contact={"name": "energymon operators"},
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         openapi_tags=[

@@ -4,7 +4,8 @@ identifiers only through :mod:`psycopg.sql`.
 All of these run on a request connection: role ``energymon_api``, the principal's scope set in
 the transaction, so row-level security filters them as a backstop under the routes' checks.
 Intensity and verdicts are not here: they come from :func:`accounting.verdicts.unit_results`,
-the same code the CLI and reports use.
+the same code the CLI and reports use; nor are the registry writes: :mod:`fleet.registry`
+upserts plants, units and meters for the API and for ``energymon registry load``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import class_row
+
+from core.contract import Quality
 
 # -- storage rows ------------------------------------------------------------------------------
 
@@ -161,8 +164,8 @@ _PLANTS = sql.SQL("""
 """)
 
 
-def _count(conn: psycopg.Connection, query: sql.Composable | str, params: dict[str, Any]
-           ) -> int:
+def _count(conn: psycopg.Connection, query: sql.Composed | sql.SQL | str,
+           params: dict[str, Any]) -> int:
     row = conn.execute(query, params).fetchone()
     return int(row[0]) if row else 0
 
@@ -250,61 +253,6 @@ def uscc_owner(conn: psycopg.Connection, uscc: str) -> str | None:
     return row[0] if row else None
 
 
-def upsert_plant(conn: psycopg.Connection, *, code: str, uscc: str, name: str, region: str,
-                 industry: str, energy_class: str, annual_energy_tce: Any, key_unit: bool,
-                 timezone: str) -> bool:
-    """Insert or update a plant; True when inserted."""
-    row = conn.execute("""
-        INSERT INTO plants (code, uscc, name, region_code, industry, energy_class,
-                            annual_energy_tce, key_unit, timezone)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (code) DO UPDATE SET uscc = EXCLUDED.uscc, name = EXCLUDED.name,
-            region_code = EXCLUDED.region_code, industry = EXCLUDED.industry,
-            energy_class = EXCLUDED.energy_class, annual_energy_tce = EXCLUDED.annual_energy_tce,
-            key_unit = EXCLUDED.key_unit, timezone = EXCLUDED.timezone, updated_at = now()
-        RETURNING (xmax = 0)""", (code, uscc, name, region, industry, energy_class,
-                                  annual_energy_tce, key_unit, timezone)).fetchone()
-    return bool(row and row[0])
-
-
-def upsert_unit(conn: psycopg.Connection, *, plant_pk: int, code: str, name: str,
-                catalogue: str | None, edition: int | None, product: str, product_unit: str,
-                design_capacity: Any, capacity_unit: str) -> bool:
-    row = conn.execute("""
-        INSERT INTO production_units (plant_id, code, name, catalogue_key, catalogue_edition,
-                                      product, product_unit, design_capacity, capacity_unit)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (plant_id, code) DO UPDATE SET name = EXCLUDED.name,
-            catalogue_key = EXCLUDED.catalogue_key,
-            catalogue_edition = EXCLUDED.catalogue_edition, product = EXCLUDED.product,
-            product_unit = EXCLUDED.product_unit, design_capacity = EXCLUDED.design_capacity,
-            capacity_unit = EXCLUDED.capacity_unit, updated_at = now()
-        RETURNING (xmax = 0)""", (plant_pk, code, name, catalogue, edition, product,
-                                  product_unit, design_capacity, capacity_unit)).fetchone()
-    return bool(row and row[0])
-
-
-def upsert_meter(conn: psycopg.Connection, *, plant_pk: int, unit_pk: int | None, code: str,
-                 name: str, energy_type: str, kind: str, eng_unit: str, multiplier: Any,
-                 direction: str, rollover_max: Any, model: str | None, interval_s: int,
-                 installed_at: datetime | None) -> bool:
-    row = conn.execute("""
-        INSERT INTO meters (plant_id, unit_id, code, name, energy_type, kind, eng_unit,
-                            multiplier, direction, rollover_max, meter_model, interval_s,
-                            installed_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT (plant_id, code) DO UPDATE SET unit_id = EXCLUDED.unit_id,
-            name = EXCLUDED.name, energy_type = EXCLUDED.energy_type, kind = EXCLUDED.kind,
-            eng_unit = EXCLUDED.eng_unit, multiplier = EXCLUDED.multiplier,
-            direction = EXCLUDED.direction, rollover_max = EXCLUDED.rollover_max,
-            meter_model = EXCLUDED.meter_model, interval_s = EXCLUDED.interval_s,
-            installed_at = EXCLUDED.installed_at, updated_at = now()
-        RETURNING (xmax = 0)""", (plant_pk, unit_pk, code, name, energy_type, kind, eng_unit,
-                                  multiplier, direction, rollover_max, model, interval_s,
-                                  installed_at)).fetchone()
-    return bool(row and row[0])
-
-
 # -- status ------------------------------------------------------------------------------------
 def meter_status(conn: psycopg.Connection, plant_pk: int, *, since: datetime, until: datetime,
                  meter_pk: int | None = None) -> list[MeterStatusRow]:
@@ -358,7 +306,8 @@ def energy_totals(conn: psycopg.Connection, plant_pk: int, *, unit_pk: int | Non
 # estimated, kgce, co2_kg, readings.
 HISTORY_COLUMNS = ("ts", "energy_type", "flow", "quantity", "quantity_unit", "value",
                    "quality", "estimated", "kgce", "co2_kg", "readings")
-QUALITY = {0: "good", 1: "estimated", 2: "suspect", 3: "missing"}
+# readings.quality smallint code -> wire name (core.contract's one table)
+QUALITY: dict[int, str] = {q.code: q.value for q in Quality}
 
 
 def history_query(*, level: str, resolution: str, plant_pk: int, unit_pk: int | None,
@@ -414,8 +363,10 @@ def history_query(*, level: str, resolution: str, plant_pk: int, unit_pk: int | 
 # 2 000 rows; timestamps carry the session time zone's offset (the calendar's, set per
 # request). CSV: rendered by PostgreSQL (COPY), doubles in their shortest exact form
 # (extra_float_digits = 1).
-_QUALITY_TEXT = sql.SQL("CASE h.quality WHEN 0 THEN 'good' WHEN 1 THEN 'estimated' "
-                        "WHEN 2 THEN 'suspect' WHEN 3 THEN 'missing' END")
+# CASE h.quality WHEN 0 THEN 'good' WHEN 1 THEN 'estimated' ... END, from core.contract
+_QUALITY_TEXT = sql.SQL("CASE h.quality {whens} END").format(whens=sql.SQL(" ").join(
+    sql.SQL("WHEN {code} THEN {name}").format(code=sql.Literal(q.code), name=sql.Literal(q.value))
+    for q in Quality))
 
 
 def history_json_page(conn: psycopg.Connection, query: sql.Composed, params: dict[str, Any],
@@ -463,7 +414,7 @@ def history_csv(conn: psycopg.Connection, query: sql.Composed, params: dict[str,
 
 
 def history_stream(conn: psycopg.Connection, query: sql.Composed, params: dict[str, Any],
-                   *, itersize: int = 5000) -> Iterator[tuple]:
+                   *, itersize: int = 5000) -> Iterator[tuple[Any, ...]]:
     """Rows through a server-side cursor (constant memory, any size)."""
     with conn.cursor(name="energymon_history") as cur:
         cur.itersize = itersize

@@ -34,10 +34,10 @@ from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from collector.config import MqttMeter, MqttMeters
-from collector.observability import CollectorMetrics, OutageLog
-from collector.publisher import paho_client
+from collector.observability import CollectorMetrics, OutageLog, to_loop
 from collector.spool import Spool, SpoolReading
 from core.contract import Quality
+from core.mqtt import mqtt_client
 from core.payload import SingleReadingPayload
 
 __all__ = ["MqttMeterSource", "parse_meter_payload"]
@@ -128,25 +128,20 @@ class MqttMeterSource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
 
-    # paho thread -> asyncio loop
-    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(fn, *args)
-
+    # paho thread -> asyncio loop (to_loop)
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         if rc.is_failure:
-            self._call(self._broker_log.failure, self.config.url, str(rc))
+            to_loop(self._loop, self._broker_log.failure, self.config.url, str(rc))
             return
         client.subscribe([(topic, 1) for topic in self._by_topic])
-        self._call(self._broker_log.success, self.config.url)
+        to_loop(self._loop, self._broker_log.success, self.config.url)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        self._call(self._broker_log.failure, self.config.url, f"disconnected: {rc}")
+        to_loop(self._loop, self._broker_log.failure, self.config.url, f"disconnected: {rc}")
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        self._call(self._received, msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time())
+        to_loop(self._loop, self._received, msg.topic, bytes(msg.payload), msg.mid, msg.qos,
+                time.time())
 
     def _received(self, topic: str, payload: bytes, mid: int, qos: int, at: float) -> None:
         meter = self._by_topic.get(topic)
@@ -183,13 +178,13 @@ class MqttMeterSource:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         endpoint = self.config.endpoint
-        client = paho_client(endpoint, self.client_id, manual_ack=True)
+        client = mqtt_client(endpoint, self.client_id, manual_ack=True,
+                             reconnect_min=1, reconnect_max=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(1, 30)
         if endpoint.mqtt5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
             props.SessionExpiryInterval = SESSION_EXPIRY_S
             client.connect_async(endpoint.host, endpoint.port, keepalive=30, clean_start=False,
                                  properties=props)

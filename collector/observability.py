@@ -4,11 +4,14 @@ Metrics live in a registry owned by the collector instance (no module-level stat
 over HTTP when ``gateway.metrics.port`` is set. Logs are ``key=value`` lines on the
 ``energymon.collector`` logger. :class:`OutageLog` logs a failing device or link once when it
 goes down, stays quiet (debug level) while it keeps failing, and logs once when it recovers,
-with how long and how many attempts the outage lasted.
+with how long and how many attempts the outage lasted. :func:`to_loop` hands an event from a
+client library's own thread (paho's network loop) to the collector's asyncio loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["CollectorMetrics", "OutageLog", "kv", "log_event"]
+__all__ = ["CollectorMetrics", "OutageLog", "kv", "log_event", "to_loop"]
 
 log = logging.getLogger("energymon.collector")
 
@@ -40,6 +43,14 @@ def kv(event: str, **fields: Any) -> str:
 def log_event(level: int, event: str, **fields: Any) -> None:
     if log.isEnabledFor(level):
         log.log(level, kv(event, **fields))
+
+
+def to_loop(loop: asyncio.AbstractEventLoop | None, fn: Callable[..., Any], *args: Any) -> None:
+    """Run ``fn(*args)`` in ``loop`` (thread-safe); dropped when the loop is gone or closing
+    (paho callbacks may still fire while a component stops)."""
+    if loop is not None and not loop.is_closed():
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(fn, *args)
 
 
 @dataclass

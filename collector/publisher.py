@@ -30,34 +30,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.config import PublishConfig
-from collector.observability import CollectorMetrics, OutageLog, log_event
+from collector.observability import CollectorMetrics, OutageLog, log_event, to_loop
 from collector.spool import Batch, Spool
+from core.mqtt import mqtt_client
 from core.payload import BatchPayload, topic_for
 from core.settings import MqttEndpoint
 
-__all__ = ["Publisher", "TokenBucket", "paho_client"]
-
-
-def paho_client(
-    endpoint: MqttEndpoint, client_id: str, *, manual_ack: bool = False
-) -> mqtt.Client:
-    """A paho client (callback API v2; MQTT 5, or 3.1.1 with a persistent session when the
-    endpoint says so) with credentials and TLS from ``endpoint``."""
-    if endpoint.mqtt5:
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=manual_ack)
-    else:
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id=client_id, protocol=mqtt.MQTTv311,
-                             clean_session=False, manual_ack=manual_ack)
-    if endpoint.username is not None:
-        client.username_pw_set(endpoint.username, endpoint.password)
-    if endpoint.tls:
-        client.tls_set()
-    return client
+__all__ = ["Publisher", "TokenBucket"]
 
 
 class TokenBucket:
@@ -127,20 +108,14 @@ class Publisher:
         self._stopping = False
 
     # ----------------------------------------------------------------- paho side (thread)
-    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(fn, *args)
-
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        self._call(self._connected_event, not rc.is_failure, str(rc))
+        to_loop(self._loop, self._connected_event, not rc.is_failure, str(rc))
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        self._call(self._disconnected_event, str(rc))
+        to_loop(self._loop, self._disconnected_event, str(rc))
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
-        self._call(self._ack_event, mid, bool(rc.is_failure), str(rc))
+        to_loop(self._loop, self._ack_event, mid, bool(rc.is_failure), str(rc))
 
     # ----------------------------------------------------------------- asyncio side
     def _connected_event(self, ok: bool, reason: str) -> None:
@@ -196,12 +171,13 @@ class Publisher:
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         client_id = self.config.client_id or f"energymon-{self.gateway_id}"
-        client = paho_client(self.endpoint, client_id)
+        client = mqtt_client(self.endpoint, client_id,
+                             reconnect_min=self.config.reconnect_min_s,
+                             reconnect_max=self.config.reconnect_max_s)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.max_inflight_messages_set(self.config.max_inflight)
-        client.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
         client.connect_async(self.endpoint.host, self.endpoint.port,
                              keepalive=self.config.keepalive_s)
         client.loop_start()

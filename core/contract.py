@@ -1,8 +1,13 @@
-"""The Reading contract shared by collectors, ingest, the API and the simulators.
+"""Building blocks of the reading contract: identifiers, quality, timestamps and values.
 
-A reading is ``(plant_id, meter_id, ts, value, quality)``: ``value`` is what the meter register
-means (a cumulative counter in its unit, an interval quantity or an instantaneous value), ``ts``
-is timezone-aware, ``quality`` is one of good / estimated / suspect / missing.
+The wire contract itself (the MQTT/HTTP payloads collectors, simulators and meters send and
+ingest and the API accept) is :mod:`core.payload`; it is built from what is here:
+
+- :data:`CODE_PATTERN`: plant, unit and meter identifiers (topics, fleet files, payloads);
+- :class:`Quality` (the wire names good / estimated / suspect / missing) and
+  :class:`QualityCode` (their ``readings.quality`` smallint codes), the one table of both;
+- :func:`aware_timestamp` / :func:`aware_datetime`: timestamps carry their UTC offset;
+- :func:`finite_value`: NaN and infinity are not readings.
 """
 
 from __future__ import annotations
@@ -10,8 +15,6 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from enum import IntEnum, StrEnum
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Identifiers used in topics and fleet files: lower-case ascii, digits, '-', '_' and '.'.
 CODE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -47,23 +50,28 @@ def aware_timestamp(ts: datetime) -> datetime:
     return ts
 
 
+class NaiveTimestampError(ValueError):
+    """ISO 8601 text without a UTC offset (raised by :func:`aware_datetime`)."""
+
+
+def aware_datetime(text: str) -> datetime:
+    """Parse ISO 8601 text that carries a UTC offset (``Z`` for UTC), e.g.
+    ``2026-01-01T00:15:00+08:00``.
+
+    Raises ``ValueError`` (Python's own message) when the text is not ISO 8601 and
+    :class:`NaiveTimestampError` (a ``ValueError``) when it has no offset, so that callers can
+    answer each case in their own words.
+    """
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise NaiveTimestampError(
+            f"{text!r} has no UTC offset (e.g. 2026-01-01T00:15:00+08:00)")
+    return value
+
+
 def finite_value(value: float) -> float:
     """Validator: NaN and infinity are not readings."""
     if not math.isfinite(value):
         raise ValueError("value must be a finite number (NaN and infinity are rejected)")
     return value
 
-
-class Reading(BaseModel):
-    """One value of one meter at one instant."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    plant_id: str = Field(pattern=CODE_PATTERN)
-    meter_id: str = Field(pattern=CODE_PATTERN)
-    ts: datetime
-    value: float
-    quality: Quality = Quality.GOOD
-
-    _aware = field_validator("ts")(aware_timestamp)
-    _finite = field_validator("value")(finite_value)

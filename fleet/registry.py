@@ -1,8 +1,18 @@
-"""Write a validated fleet into the registry tables (upsert, one transaction)."""
+"""The registry writer: the one upsert of plants, production units and meters.
+
+:func:`upsert_plant`, :func:`upsert_unit` and :func:`upsert_meter` insert or replace one row
+(keyed by plant code, (plant, unit code), (plant, meter code)) and say whether it was new;
+``energymon registry load`` writes a whole validated fleet with :func:`load_registry` (one
+transaction), the API's PUT endpoints write one object at a time. Validation is the callers'
+(fleet models and ``fleet.checks``); these functions write what they are given.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
 
 import psycopg
 
@@ -73,6 +83,46 @@ RETURNING id, (xmax = 0)
 """
 
 
+class Upserted(NamedTuple):
+    """The row an upsert wrote: its primary key, and whether it was inserted (not updated)."""
+
+    pk: int
+    inserted: bool
+
+
+def _upsert(conn: psycopg.Connection, statement: str, params: tuple[object, ...]) -> Upserted:
+    row = conn.execute(statement, params).fetchone()
+    assert row is not None  # an upsert returns its row
+    return Upserted(int(row[0]), bool(row[1]))
+
+
+def upsert_plant(conn: psycopg.Connection, *, code: str, uscc: str, name: str, region: str,
+                 industry: str, energy_class: str, annual_energy_tce: Decimal | None,
+                 key_unit: bool, timezone: str) -> Upserted:
+    """Insert or replace the plant ``code`` (the caller checks the USCC is not another's)."""
+    return _upsert(conn, _PLANT, (code, uscc, name, region, industry, energy_class,
+                                  annual_energy_tce, key_unit, timezone))
+
+
+def upsert_unit(conn: psycopg.Connection, *, plant_pk: int, code: str, name: str,
+                catalogue: str | None, edition: int | None, product: str, product_unit: str,
+                design_capacity: Decimal, capacity_unit: str) -> Upserted:
+    """Insert or replace the production unit ``code`` of the plant ``plant_pk``."""
+    return _upsert(conn, _UNIT, (plant_pk, code, name, catalogue, edition, product,
+                                 product_unit, design_capacity, capacity_unit))
+
+
+def upsert_meter(conn: psycopg.Connection, *, plant_pk: int, unit_pk: int | None, code: str,
+                 name: str, energy_type: str, kind: str, eng_unit: str, multiplier: Decimal,
+                 direction: str, rollover_max: Decimal | None, model: str | None,
+                 interval_s: int, installed_at: datetime | str | None) -> Upserted:
+    """Insert or replace the meter ``code`` of the plant ``plant_pk`` (``installed_at``: a
+    datetime or ISO 8601 text with offset)."""
+    return _upsert(conn, _METER, (plant_pk, unit_pk, code, name, energy_type, kind, eng_unit,
+                                  multiplier, direction, rollover_max, model, interval_s,
+                                  installed_at))
+
+
 class RegistryConflict(ValueError):
     """The fleet clashes with what the registry already holds (e.g. a USCC of another plant)."""
 
@@ -95,35 +145,34 @@ def load_registry(conn: psycopg.Connection, fleet: Fleet) -> RegistrySummary:
                     f"plant {plant.id!r} > field 'uscc': {plant.uscc} already belongs to "
                     f"registered plant {clash[0]!r}"
                 )
-            row = cur.execute(_PLANT, (
-                plant.id, plant.uscc, plant.name, plant.region, plant.industry,
-                plant.energy_class.value, plant.annual_energy_tce, plant.key_unit,
-                plant.timezone or fleet.timezone,
-            )).fetchone()
-            assert row is not None
-            plant_pk, inserted = row
+            plant_pk, inserted = upsert_plant(
+                conn, code=plant.id, uscc=plant.uscc, name=plant.name, region=plant.region,
+                industry=plant.industry, energy_class=plant.energy_class.value,
+                annual_energy_tce=plant.annual_energy_tce, key_unit=plant.key_unit,
+                timezone=plant.timezone or fleet.timezone)
             summary.plants_inserted += inserted
             summary.plants_updated += not inserted
             unit_pk: dict[str, int] = {}
             for unit in plant.units:
-                urow = cur.execute(_UNIT, (
-                    plant_pk, unit.id, unit.name, unit.catalogue, unit.edition, unit.product,
-                    unit.product_unit, unit.design_capacity, unit.capacity_unit,
-                )).fetchone()
-                assert urow is not None
-                unit_pk[unit.id] = urow[0]
-                summary.units_inserted += urow[1]
-                summary.units_updated += not urow[1]
+                urow = upsert_unit(
+                    conn, plant_pk=plant_pk, code=unit.id, name=unit.name,
+                    catalogue=unit.catalogue, edition=unit.edition, product=unit.product,
+                    product_unit=unit.product_unit, design_capacity=unit.design_capacity,
+                    capacity_unit=unit.capacity_unit)
+                unit_pk[unit.id] = urow.pk
+                summary.units_inserted += urow.inserted
+                summary.units_updated += not urow.inserted
             for meter in plant.meters:
-                mrow = cur.execute(_METER, (
-                    plant_pk, unit_pk.get(meter.unit) if meter.unit else None, meter.id,
-                    meter.name, meter.energy_type, meter.kind.value, meter.eng_unit,
-                    meter.multiplier, meter.direction.value, meter.rollover_max, meter.model,
-                    meter.interval_s, meter.installed_at,
-                )).fetchone()
-                assert mrow is not None
-                summary.meters_inserted += mrow[1]
-                summary.meters_updated += not mrow[1]
+                mrow = upsert_meter(
+                    conn, plant_pk=plant_pk,
+                    unit_pk=unit_pk.get(meter.unit) if meter.unit else None, code=meter.id,
+                    name=meter.name, energy_type=meter.energy_type, kind=meter.kind.value,
+                    eng_unit=meter.eng_unit, multiplier=meter.multiplier,
+                    direction=meter.direction.value, rollover_max=meter.rollover_max,
+                    model=meter.model, interval_s=meter.interval_s,
+                    installed_at=meter.installed_at)
+                summary.meters_inserted += mrow.inserted
+                summary.meters_updated += not mrow.inserted
             in_file = {m.id for m in plant.meters}
             extra = [
                 code for (code,) in cur.execute(
@@ -135,13 +184,3 @@ def load_registry(conn: psycopg.Connection, fleet: Fleet) -> RegistrySummary:
                 summary.not_in_file[plant.id] = extra
     return summary
 
-
-def registry_counts(conn: psycopg.Connection) -> dict[str, int]:
-    """Row counts of the registry tables (for summaries and health output)."""
-    counts: dict[str, int] = {}
-    for table in ("regions", "plants", "production_units", "meters"):
-        row = conn.execute(
-            psycopg.sql.SQL("SELECT count(*) FROM {}").format(psycopg.sql.Identifier(table))
-        ).fetchone()
-        counts[table] = int(row[0]) if row else 0
-    return counts

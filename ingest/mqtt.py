@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -30,8 +29,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.mqtt import mqtt_client
 from core.payload import plant_from_topic
 from core.settings import MqttEndpoint
 from ingest.model import Receipt
@@ -90,17 +91,9 @@ class MqttIngestWorker:
         self._subscribed = threading.Event()
         self._draining = False
         self._stopped = False
-        if endpoint.mqtt5:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                 protocol=mqtt.MQTTv5, manual_ack=True)
-        else:
-            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                 protocol=mqtt.MQTTv311, clean_session=False, manual_ack=True)
-        if endpoint.username:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        client.reconnect_delay_set(min_delay=reconnect_min, max_delay=reconnect_max)
+        # MQTT 3.1.1: the persistent session comes from clean_session=False
+        client = mqtt_client(endpoint, self.client_id, manual_ack=True,
+                             reconnect_min=reconnect_min, reconnect_max=reconnect_max)
         client.max_inflight_messages_set(100)    # our own publishes: none, but bounded anyway
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
@@ -115,7 +108,7 @@ class MqttIngestWorker:
     def start(self) -> MqttIngestWorker:
         """Connect in the background (paho's loop thread retries until the broker answers)."""
         if self.endpoint.mqtt5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho
             props.SessionExpiryInterval = self.session_expiry
             props.ReceiveMaximum = self.receive_maximum
             self.client.connect_async(self.endpoint.host, self.endpoint.port,
@@ -168,7 +161,7 @@ class MqttIngestWorker:
             self._generation += 1
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
-                    reason_code: mqtt.ReasonCode, properties: Properties | None) -> None:
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.error("broker %s:%d refused the connection: %s", self.endpoint.host,
                       self.endpoint.port, reason_code)
@@ -188,7 +181,7 @@ class MqttIngestWorker:
             client.subscribe([(f, self.qos) for f in self.filters])
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      reason_codes: list[mqtt.ReasonCode], properties: Properties | None) -> None:
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
         if failed:
             log.error("subscription refused by the broker: %s", ", ".join(failed))
@@ -196,12 +189,12 @@ class MqttIngestWorker:
         self._subscribed.set()
 
     def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                        reason_codes: list[mqtt.ReasonCode],
+                        reason_codes: list[ReasonCode],
                         properties: Properties | None) -> None:
         self._unsubscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any,
-                       flags: mqtt.DisconnectFlags, reason_code: mqtt.ReasonCode,
+                       flags: mqtt.DisconnectFlags, reason_code: ReasonCode,
                        properties: Properties | None) -> None:
         with self._ack_lock:
             self._generation += 1
@@ -223,7 +216,9 @@ class MqttIngestWorker:
                 if len(self._topics) > 100_000:
                     self._topics.clear()
                 known = self._topics[topic] = (plant_from_topic(topic), "mqtt:" + topic)
-            self.pipeline.submit(known[0], message.payload, known[1], on_done=on_done)
+            # paho hands the payload over as bytes (bytearray only when built by hand)
+            self.pipeline.submit(known[0], bytes(message.payload) if isinstance(
+                message.payload, bytearray) else message.payload, known[1], on_done=on_done)
             self.received += 1
         except PipelineClosed:
             # shutting down: not acknowledged, the broker redelivers it

@@ -27,7 +27,7 @@ import pydantic_core
 from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
-from core.contract import CODE_PATTERN, Quality, QualityCode
+from core.contract import CODE_PATTERN, Quality
 from core.payload import (
     MAX_PAYLOAD_BYTES,
     MAX_READINGS_PER_BATCH,
@@ -45,7 +45,7 @@ DEFAULT_FUTURE_TOLERANCE = timedelta(minutes=5)
 #: clock says 1970 or 2000; such readings would also be unreadable for some clients)
 DEFAULT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
-_QUALITY_CODE: dict[str, int] = {q.value: QualityCode[q.name].value for q in Quality}
+_QUALITY_CODE: dict[str, int] = {q.value: q.code for q in Quality}  # core.contract's table
 _pack = ROW.pack
 
 # -- the authoritative schema (core.payload) ----------------------------------------------------

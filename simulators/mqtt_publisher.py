@@ -33,8 +33,8 @@ from datetime import datetime
 
 import numpy as np
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from core.mqtt import mqtt_client
 from core.payload import PAYLOAD_VERSION, topic_for
 from core.settings import MqttEndpoint
 from fleet import (
@@ -42,6 +42,7 @@ from fleet import (
     DuplicateFault,
     LateFault,
     MalformedFault,
+    MqttFault,
     MqttTransport,
     OutOfOrderFault,
 )
@@ -101,10 +102,10 @@ class PlantFeed:
         self.key = _hash.key64(model.seed, self.pm.plant.simulation.seed, plant_id, "mqtt")
         self._order = 0
 
-    def _hit(self, fault: object, stream: int, index: int, t: float) -> bool:
-        if not in_window(fault, t, self.model.epoch_s):  # type: ignore[arg-type]
+    def _hit(self, fault: MqttFault, stream: int, index: int, t: float) -> bool:
+        if not in_window(fault, t, self.model.epoch_s):
             return False
-        p = fault.probability  # type: ignore[attr-defined]
+        p = fault.probability
         return p >= 1 or _hash.uniform1(self.key, stream, index) < p
 
     def _message_faults(self, index: int, t: float) -> dict[str, object]:
@@ -238,15 +239,11 @@ class MqttPublisher:
         self.endpoint = endpoint
         self.stats = PublishStats()
         self._connected = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv311)
-        if endpoint.username:
-            client.username_pw_set(endpoint.username, endpoint.password)
-        if endpoint.tls:
-            client.tls_set()
+        # MQTT 3.1.1 whatever the endpoint says, with a clean session: it only publishes
+        client = mqtt_client(endpoint, client_id, protocol="3.1.1", persistent_session=False,
+                             reconnect_min=1, reconnect_max=30)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self.client = client

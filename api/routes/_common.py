@@ -11,6 +11,7 @@ from fastapi import Query, Request, Response
 
 from accounting.periods import Period, parse_period
 from api.problems import Problem
+from core.contract import NaiveTimestampError, aware_datetime
 
 PERIOD_DOC = ("Reporting period on the local calendar: a day `2026-10-05`, a month `2026-10`, "
               "a year `2026`, year to date `ytd:2026-10` or rolling twelve months "
@@ -21,7 +22,6 @@ LimitQuery = Annotated[int, Query(ge=1, description="Page size (at most the conf
                                   "page_max, default 1000).")]
 OffsetQuery = Annotated[int, Query(ge=0, le=10_000_000,
                                    description="Index of the first item to return.")]
-PlantPath = Annotated[str, "plant code"]
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -43,15 +43,16 @@ def instant(value: str, tz: ZoneInfo, name: str) -> datetime:
         if _DATE.match(text):
             d = date.fromisoformat(text)
             return datetime(d.year, d.month, d.day, tzinfo=tz)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # 'Z' read as +00:00 (as before: '2026-10-01Z' is a time without offset here)
+        parsed = aware_datetime(text.replace("Z", "+00:00"))
+    except NaiveTimestampError:
+        raise Problem(422, "invalid-request",
+                      f"query parameter {name}: {value!r} has no UTC offset; write e.g. "
+                      f"{text}+08:00, or a plain date for local midnight") from None
     except ValueError:
         raise Problem(422, "invalid-request",
                       f"query parameter {name}: {value!r} is neither a date (2026-10-01) nor "
                       "an ISO 8601 time with offset (2026-10-01T08:00:00+08:00)") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise Problem(422, "invalid-request",
-                      f"query parameter {name}: {value!r} has no UTC offset; write e.g. "
-                      f"{text}+08:00, or a plain date for local midnight")
     if not 1900 <= parsed.year <= 2200:
         raise Problem(422, "invalid-request", f"query parameter {name}: year {parsed.year} is "
                       "outside 1900..2200")

@@ -2,7 +2,8 @@
 
 Reads: every role, within its scope. Writes (PUT, create or replace): admin only, validated
 exactly like a fleet file (``fleet`` models and ``fleet.checks.cross_check``), so the API
-cannot store what ``energymon check-config`` would refuse.
+cannot store what ``energymon check-config`` would refuse, and written by the registry's one
+upsert (:mod:`fleet.registry`, the same as ``energymon registry load``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from api.routes._common import LimitQuery, OffsetQuery, check_limit, page_links
 from core.contract import CODE_PATTERN
 from fleet import FleetError, parse_fleet
 from fleet.checks import cross_check
+from fleet.registry import upsert_meter, upsert_plant, upsert_unit
 
 router = APIRouter(tags=["registry"])
 
@@ -209,11 +211,11 @@ def put_plant(db: Db, plant: PlantCode, body: schemas.PlantWrite, response: Resp
     owner = queries.uscc_owner(db.conn, body.uscc.upper())
     if owner is not None and owner != plant:
         raise Problem(409, "conflict", f"USCC {body.uscc} already belongs to plant {owner!r}")
-    created = queries.upsert_plant(
+    created = upsert_plant(
         db.conn, code=plant, uscc=body.uscc.upper(), name=body.name, region=body.region,
         industry=body.industry, energy_class=body.energy_class,
         annual_energy_tce=body.annual_energy_tce, key_unit=body.key_unit,
-        timezone=fields["timezone"])
+        timezone=fields["timezone"]).inserted
     response.status_code = 201 if created else 200
     _refresh_ingest(db)
     row = queries.plant(db.conn, plant)
@@ -232,10 +234,10 @@ def put_unit(db: Db, plant: PlantCode, unit: UnitCode, body: schemas.UnitWrite,
     unit_data = {"id": unit, **{k: v for k, v in body.model_dump(mode="json").items()
                                 if v is not None}}
     _validate(db, p.region, {**_plant_dict(p), "units": [unit_data]})
-    created = queries.upsert_unit(
+    created = upsert_unit(
         db.conn, plant_pk=p.pk, code=unit, name=body.name, catalogue=body.catalogue,
         edition=body.edition, product=body.product, product_unit=body.product_unit,
-        design_capacity=body.design_capacity, capacity_unit=body.capacity_unit)
+        design_capacity=body.design_capacity, capacity_unit=body.capacity_unit).inserted
     response.status_code = 201 if created else 200
     row = queries.unit(db.conn, p.pk, unit)
     assert row is not None
@@ -261,11 +263,11 @@ def put_meter(db: Db, plant: PlantCode, meter: MeterCode, body: schemas.MeterWri
                                   if v is not None}}
     _validate(db, p.region, {**_plant_dict(p), "units": [_unit_dict(u) for u in all_units],
                              "meters": [meter_data]})
-    created = queries.upsert_meter(
+    created = upsert_meter(
         db.conn, plant_pk=p.pk, unit_pk=unit_pk, code=meter, name=body.name,
         energy_type=body.energy_type, kind=body.kind, eng_unit=body.eng_unit,
         multiplier=body.multiplier, direction=body.direction, rollover_max=body.rollover_max,
-        model=body.model, interval_s=body.interval_s, installed_at=body.installed_at)
+        model=body.model, interval_s=body.interval_s, installed_at=body.installed_at).inserted
     response.status_code = 201 if created else 200
     _refresh_ingest(db)
     row = queries.meter(db.conn, p.pk, meter)
@@ -282,4 +284,4 @@ def _refresh_ingest(db: Db) -> None:
     db.conn.commit()  # the cache reads over its own connection
     # the scope was transaction-local
     set_scope(db.conn, db.principal, db.config.statement_timeout_ms, str(db.state.tz))
-    pipeline.registry.refresh()  # type: ignore[attr-defined]
+    pipeline.registry.refresh()

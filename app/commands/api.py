@@ -13,6 +13,7 @@ from api.tokens import TokenError, create_token, list_tokens, revoke_token
 from app.commands import Subparsers
 from app.commands.database import require_schema
 from app.runtime import database_url
+from core.contract import NaiveTimestampError, aware_datetime
 from core.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from core.settings import Settings
 
@@ -32,10 +33,10 @@ def parse_expiry(text: str | None, tz: tzinfo) -> datetime | None:
     if len(text) == 10:
         d = date.fromisoformat(text)
         return datetime(d.year, d.month, d.day, tzinfo=tz)
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError("--expires needs a UTC offset, e.g. 2027-01-01T00:00:00+08:00")
-    return value
+    try:
+        return aware_datetime(text)
+    except NaiveTimestampError:
+        raise ValueError("--expires needs a UTC offset, e.g. 2027-01-01T00:00:00+08:00") from None
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from app.commands import Subparsers
 from app.runtime import database_url
+from core.contract import NaiveTimestampError, aware_datetime
 from core.exitcodes import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK
 from core.settings import MqttEndpoint, Settings
 from fleet import FleetError, load_fleet
@@ -42,10 +43,10 @@ from simulators.truth import compute_truth, summarise, write_summary, write_trut
 def _parse_time(text: str | None, default: datetime | None = None) -> datetime:
     if text is None:
         return default or datetime.now(UTC)
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError(f"{text!r}: give a UTC offset, e.g. 2026-01-01T08:00:00+08:00")
-    return value
+    try:
+        return aware_datetime(text)
+    except NaiveTimestampError:
+        raise ValueError(f"{text!r}: give a UTC offset, e.g. 2026-01-01T08:00:00+08:00") from None
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

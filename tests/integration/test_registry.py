@@ -5,7 +5,8 @@ import pytest
 
 from app.cli import main
 from fleet import load_fleet
-from fleet.registry import RegistryConflict, load_registry, registry_counts
+from fleet.registry import RegistryConflict, load_registry
+from tests.support.registry import registry_counts
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "fleets"
 

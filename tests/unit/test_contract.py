@@ -1,38 +1,22 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from pydantic import ValidationError
 
-from core.contract import Quality, QualityCode, Reading
-
-
-def test_reading_round_trip() -> None:
-    reading = Reading(plant_id="p1", meter_id="m-1", ts=datetime(2026, 1, 1, tzinfo=UTC),
-                      value=12.5)
-    assert reading.quality is Quality.GOOD
-    assert Reading.model_validate_json(reading.model_dump_json()) == reading
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"ts": datetime(2026, 1, 1)}, "UTC offset"),
-        ({"value": float("nan")}, "finite"),
-        ({"value": float("inf")}, "finite"),
-        ({"meter_id": "Bad Id"}, "pattern"),
-        ({"quality": "great"}, "quality"),
-        ({"extra": 1}, "extra"),
-    ],
-)
-def test_reading_rejects(changes: dict[str, object], message: str) -> None:
-    data: dict[str, object] = {"plant_id": "p1", "meter_id": "m1",
-                               "ts": datetime(2026, 1, 1, tzinfo=UTC), "value": 1.0}
-    data.update(changes)
-    with pytest.raises(ValidationError, match=message):
-        Reading.model_validate(data)
+from core.contract import NaiveTimestampError, Quality, QualityCode, aware_datetime
 
 
 @pytest.mark.parametrize("quality", list(Quality))
 def test_quality_codes_round_trip(quality: Quality) -> None:
     assert Quality.from_code(quality.code) is quality
     assert QualityCode(quality.code).name == quality.name
+
+
+def test_aware_datetime_needs_an_offset() -> None:
+    assert aware_datetime("2026-01-01T08:00:00+08:00") == datetime(
+        2026, 1, 1, 8, tzinfo=timezone(timedelta(hours=8)))
+    assert aware_datetime("2026-01-01T00:00:00Z") == datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(NaiveTimestampError, match="no UTC offset"):
+        aware_datetime("2026-01-01T08:00:00")
+    with pytest.raises(ValueError, match="Invalid isoformat") as exc:
+        aware_datetime("yesterday")
+    assert not isinstance(exc.value, NaiveTimestampError)

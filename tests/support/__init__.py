@@ -1,0 +1,1 @@
+"""Helpers shared by several test files (unit and integration); nothing here is a test."""
