@@ -235,5 +235,5 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
         app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
     return app

@@ -59,7 +59,7 @@ _Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 
 
 class _FastReading(TypedDict):
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  # pydantic reads it
     meter: _Code
     ts: Annotated[str, StringConstraints(pattern=RFC3339)]
     value: Annotated[float, Field(allow_inf_nan=False)]
@@ -67,7 +67,7 @@ class _FastReading(TypedDict):
 
 
 class _FastBatch(TypedDict):
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]  # pydantic reads it
     v: NotRequired[Annotated[int, Field(ge=1, le=PAYLOAD_VERSION)]]
     gateway: _Code
     seq: Annotated[int, Field(ge=0)]

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -72,8 +72,8 @@ class OutMessage:
     faults: tuple[str, ...] = field(compare=False, default=())
 
 
-def _fmt_ts(t: float, tz: object) -> str:
-    return datetime.fromtimestamp(t, tz).isoformat()  # type: ignore[arg-type]
+def _fmt_ts(t: float, tz: tzinfo) -> str:
+    return datetime.fromtimestamp(t, tz).isoformat()
 
 
 def _reading_json(meter: str, ts: str, value: float) -> str:
@@ -174,7 +174,7 @@ class PlantFeed:
         return msgs
 
     def _batch(self, k: int, t: float, meters: list[MeterModel], values: dict[str, np.ndarray],
-               i: int, tz: object, qos: int) -> list[OutMessage]:
+               i: int, tz: tzinfo, qos: int) -> list[OutMessage]:
         index = k - self.model.origin_k
         active = self._message_faults(index, t)
         skew = active.get("clock_skew")
@@ -194,7 +194,7 @@ class PlantFeed:
                          len(meters), faults)
         return self._timing(msg, active)
 
-    def _single(self, k: int, t: float, m: MeterModel, value: float, j: int, tz: object,
+    def _single(self, k: int, t: float, m: MeterModel, value: float, j: int, tz: tzinfo,
                 qos: int) -> list[OutMessage]:
         index = (k - self.model.origin_k) * 1024 + j
         active = self._message_faults(index, t)
