@@ -2,11 +2,12 @@
 
 Run manually (about a minute): ``.venv/bin/python perf/collector_bench.py``.
 
-The simulated meters are small asyncio Modbus TCP servers (``tests/integration/
-collector_support.py``: register maps encoded with the shared codec) running in a **separate
+The simulated meters are minimal asyncio Modbus TCP responders (``perf/modbus_stub.py``:
+fixed registers encoded with the shared register maps and codec; its docstring says why not the
+project's simulator, which costs several times the CPU per request) running in a **separate
 process**, so the collector's process does nothing but collect. Each simulated link is one TCP
-port (a plant gateway) with ``--per-link`` unit ids behind it; every device is an Acrel ADL400
-read for one meter (``energy_import``: one coalesced FC3 request per poll).
+port (a plant gateway) with unit ids 1..n behind it; every device is an Acrel ADL400 read for
+one meter (``energy_import``: one coalesced FC3 request per poll).
 
 Scenarios (each run ``--repeat`` times, median reported):
 
@@ -51,13 +52,14 @@ GOALS = {"throughput_devices_per_s": 2000, "latency_cycle_s": 15.0}
 
 # -- simulated meters (own process) ---------------------------------------------------------
 def _serve(links: int, per_link: int, latency_s: float, conn: Any) -> None:
-    from tests.integration.collector_support import ModbusTestServer, Unit
+    from perf.modbus_stub import StubGateway, register_image
 
     async def main() -> None:
         servers = []
         for _ in range(links):
-            units = [Unit(u, MODEL, latency_s=latency_s) for u in range(1, per_link + 1)]
-            server = ModbusTestServer(units)
+            units = {u: register_image(MODEL, {FIELD: 123_456.78 + u})
+                     for u in range(1, per_link + 1)}
+            server = StubGateway(units, latency_s=latency_s)
             await server.start()
             servers.append(server)
         conn.send([s.port for s in servers])

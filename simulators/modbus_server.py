@@ -55,6 +55,8 @@ class ServerStats:
     requests: int = 0
     answered: int = 0
     function_codes: Counter[int] = field(default_factory=Counter)
+    # requests per (plant, unit id, function code): what a test asks of one meter
+    unit_requests: Counter[tuple[str, int, int]] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     writes_refused: int = 0
     illegal_address: int = 0
@@ -147,12 +149,13 @@ class ModbusFleetServer:
         return _hash.uniform1(mm.key, 100 + len(kind),
                               self._counters[mm.plant_id + "/" + mm.id + "/" + kind])
 
-    async def _action(self, regs: MeterRegisters, function_code: int, start_address: int,
-                      address: int, count: int, registers: list[int],
+    async def _action(self, regs: MeterRegisters, unit_id: int, function_code: int,
+                      start_address: int, address: int, count: int, registers: list[int],
                       set_values: list[int] | list[bool] | None) -> ExcCodes | None:
         stats = self.stats
         stats.requests += 1
         stats.function_codes[function_code] += 1
+        stats.unit_requests[(regs.mm.plant_id, unit_id, function_code)] += 1
         if set_values is not None or function_code not in _TABLE_OF_FC:
             stats.writes_refused += 1
             return ExcCodes.ILLEGAL_FUNCTION
@@ -202,7 +205,8 @@ class ModbusFleetServer:
         raise NoSuchIdException("no meter at this unit id")
 
     def _devices(self, devices: list[tuple[int, MeterRegisters]]) -> list[SimDevice]:
-        out = [SimDevice(id=unit_id, simdata=_blocks(regs), action=partial(self._action, regs))
+        out = [SimDevice(id=unit_id, simdata=_blocks(regs),
+                         action=partial(self._action, regs, unit_id))
                for unit_id, regs in devices]
         # every other unit id: the whole address space is valid so that the request reaches
         # the action, which answers nothing (pymodbus answers invalid addresses itself)

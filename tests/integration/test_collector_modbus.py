@@ -1,7 +1,9 @@
 """Collector against Modbus servers on loopback: decoding, transports, faults, read-only.
 
-Servers: :mod:`tests.integration.collector_support` (register maps encoded with the shared
-codec; a stand-in until ``simulators/`` ships its Modbus servers).
+Servers: the project's simulator (:mod:`tests.support.sim_gateways`) for timeouts, slow and
+exception answers and a gateway going away; fixed register images
+(:mod:`tests.support.modbus_image`) where a test needs RTU framing or register contents of
+its own choosing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from collector.config import parse_gateway
 from collector.gateway import Collector
 from modbus import available_models, load_register_map
 from modbus.codec import DataType
-from tests.integration.collector_support import ModbusTestServer, ServerThread, Unit
+from tests.support.modbus_image import ModbusTestServer, ServerThread, Unit
+from tests.support.sim_gateways import SimMeter, SimulatedGateways
 
 
 @pytest.fixture
@@ -26,6 +29,13 @@ def servers() -> Iterator[ServerThread]:
     thread = ServerThread()
     yield thread
     thread.close()
+
+
+@pytest.fixture
+def simulators() -> Iterator[SimulatedGateways]:
+    gateways = SimulatedGateways()
+    yield gateways
+    gateways.close()
 
 
 def collector(tmp_path: Path, links: list[dict[str, Any]], devices: list[dict[str, Any]],
@@ -122,15 +132,16 @@ def test_counter_word_order_and_rollover_edges(servers: ServerThread, tmp_path: 
 
 
 def test_a_device_that_times_out_does_not_delay_the_others(
-        servers: ServerThread, tmp_path: Path) -> None:
+        simulators: SimulatedGateways, tmp_path: Path) -> None:
     """One silent device (timeout 1 s, 1 retry) on link A; link B's five devices finish well
     within their own 1 s timeout, and A's healthy device waits at most the silent one's
     (retries + 1) × timeout."""
-    silent = Unit(1, "chint_dtsu666", mode="silent")
-    a_ok = Unit(2, "chint_dtsu666")
-    b_units = [Unit(i, "eastron_sdm630", latency_s=0.02) for i in range(1, 6)]
-    server_a = servers.start(ModbusTestServer([silent, a_ok]))
-    server_b = servers.start(ModbusTestServer(b_units))
+    silent = SimMeter(1, "chint_dtsu666", faults=[{"kind": "offline"}])
+    a_ok = SimMeter(2, "chint_dtsu666")
+    b_units = [SimMeter(i, "eastron_sdm630", faults=[{"kind": "slow", "delay": 0.02}])
+               for i in range(1, 6)]
+    server_a = simulators.start([silent, a_ok])
+    server_b = simulators.start(b_units)
     links = [{"name": "a", "transport": "tcp", "host": "127.0.0.1", "port": server_a.port,
               "timeout_s": 1.0, "retries": 1},
              {"name": "b", "transport": "tcp", "host": "127.0.0.1", "port": server_b.port,
@@ -171,10 +182,9 @@ def test_a_device_that_times_out_does_not_delay_the_others(
     c.spool.close()
 
 
-def test_reconnects_after_the_server_comes_back(servers: ServerThread, tmp_path: Path,
+def test_reconnects_after_the_server_comes_back(simulators: SimulatedGateways, tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    unit = Unit(1, "acrel_adl400")
-    server = servers.start(ModbusTestServer([unit]))
+    server = simulators.start([SimMeter(1, "acrel_adl400")])
     port = server.port
     c = collector(tmp_path, [{"name": "l", "transport": "tcp", "host": "127.0.0.1",
                               "port": port, "timeout_s": 0.5, "retries": 0,
@@ -186,12 +196,9 @@ def test_reconnects_after_the_server_comes_back(servers: ServerThread, tmp_path:
         errors: list[str | None] = []
         for step in range(12):
             if step == 2:
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(server.stop(),
-                                                                           servers.loop))
+                await asyncio.to_thread(server.stop)
             if step == 6:
-                again = ModbusTestServer([unit], port=port)
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(again.start(),
-                                                                           servers.loop))
+                await asyncio.to_thread(server.start)  # the same port again
             (r,) = await c.run_cycle(int(time.time()))
             errors.append(r.error)
             await asyncio.sleep(0.25)
@@ -210,10 +217,11 @@ def test_reconnects_after_the_server_comes_back(servers: ServerThread, tmp_path:
     c.spool.close()
 
 
-def test_exception_responses_and_late_reads(servers: ServerThread, tmp_path: Path) -> None:
-    broken = Unit(1, "chint_dtsu666", mode="exception")
-    slow = Unit(2, "chint_dtsu666", latency_s=0.3)
-    server = servers.start(ModbusTestServer([broken, slow]))
+def test_exception_responses_and_late_reads(simulators: SimulatedGateways,
+                                            tmp_path: Path) -> None:
+    broken = SimMeter(1, "chint_dtsu666", faults=[{"kind": "exception", "code": 4}])
+    slow = SimMeter(2, "chint_dtsu666", faults=[{"kind": "slow", "delay": 0.3}])
+    server = simulators.start([broken, slow])
     c = collector(tmp_path, [{"name": "l", "transport": "tcp", "host": "127.0.0.1",
                               "port": server.port, "timeout_s": 1}],
                   [{"id": "broken", "link": "l", "unit_id": 1, "model": "chint_dtsu666",
@@ -230,13 +238,14 @@ def test_exception_responses_and_late_reads(servers: ServerThread, tmp_path: Pat
     c.spool.close()
 
 
-def test_prometheus_metrics_endpoint(servers: ServerThread, tmp_path: Path) -> None:
+def test_prometheus_metrics_endpoint(simulators: SimulatedGateways, tmp_path: Path) -> None:
     import urllib.request
 
     from core.ports import free_port
 
-    ok, silent = Unit(1, "acrel_adl400"), Unit(2, "acrel_adl400", mode="silent")
-    server = servers.start(ModbusTestServer([ok, silent]))
+    ok = SimMeter(1, "acrel_adl400")
+    silent = SimMeter(2, "acrel_adl400", faults=[{"kind": "offline"}])
+    server = simulators.start([ok, silent])
     c = collector(tmp_path, [{"name": "l", "transport": "tcp", "host": "127.0.0.1",
                               "port": server.port, "timeout_s": 0.3, "retries": 0}],
                   [{"id": "ok", "link": "l", "unit_id": 1, "model": "acrel_adl400",

@@ -1,4 +1,4 @@
-"""Collector end to end: Modbus servers -> `energymon collect` (a child process) -> Mosquitto.
+"""Collector end to end: simulated meters -> `energymon collect` (a child process) -> Mosquitto.
 
 What is checked is the spool ledger against what a subscriber received: the spool hands out
 gateway sequence numbers 0, 1, 2, ... in one transaction with the readings, so "no reading
@@ -19,14 +19,12 @@ from app.devservices.broker import Mosquitto
 from core.payload import BatchPayload
 from tests.integration.collector_support import (
     CollectorProcess,
-    ModbusTestServer,
-    ServerThread,
     Subscriber,
-    Unit,
     gateway_yaml,
     spool_state,
     wait_for,
 )
+from tests.support.sim_gateways import SimMeter, SimulatedGateways
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -35,11 +33,12 @@ METERS = ["k1-elec", "k1-coal", "k1-clinker"]
 
 @pytest.fixture
 def plant(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Three meters on a Modbus TCP server, and a gateway file polling them every second."""
-    servers = ServerThread()
-    units = [Unit(1, "chint_dtsu666"), Unit(2, "generic_flow_totaliser"),
-             Unit(3, "generic_belt_scale")]
-    server = servers.start(ModbusTestServer(units))
+    """Three meters behind a simulated Modbus TCP gateway (frozen clock: their registers hold
+    still), and a gateway file polling them every second."""
+    servers = SimulatedGateways()
+    server = servers.start([SimMeter(1, "chint_dtsu666"), SimMeter(2, "generic_flow_totaliser"),
+                            SimMeter(3, "generic_belt_scale")])
+    units = [server.served(unit_id) for unit_id in (1, 2, 3)]  # .values: what must arrive
     fields = ["energy_import", "flow_total", "production_total"]
     devices = [{"id": meter, "link": "lan", "unit_id": u.unit_id, "model": u.model,
                 "interval_s": 1, "meters": [{"id": meter, "field": f}]}

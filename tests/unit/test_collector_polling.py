@@ -14,7 +14,7 @@ from collector.guard import ReadOnlyModbus
 from collector.observability import CollectorMetrics, OutageLog
 from collector.polling import DevicePlan, LinkPoller
 from modbus import load_register_map
-from tests.integration.collector_support import Unit
+from tests.support.modbus_image import Unit
 
 
 class FakeModbus:
