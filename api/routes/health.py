@@ -25,7 +25,6 @@ async def health() -> schemas.Health:  # no I/O: answered on the event loop
                              "description": "Database unreachable or schema not migrated."}},
             summary="Readiness: database reachable and schema migrated")
 def ready(state: StateDep, response: Response) -> schemas.Readiness:
-
     try:
         with state.database.connection() as conn:
             backend_row = conn.execute(

@@ -155,7 +155,6 @@ def _require_admin(db: Db, plant: str) -> None:
 
 def _validate(db: Db, region: str, plant: dict[str, Any]) -> None:
     """Validate one plant as a fleet file would be (models + catalogue cross-checks)."""
-
     chain = queries.region_chain(db.conn, region)
     if not chain:
         raise Problem(422, "invalid-request", f"body field region: {region!r} is not a "

@@ -51,7 +51,6 @@ def _parse_time(text: str | None, default: datetime | None = None) -> datetime:
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Entry point of ``energymon simulate``."""
-
     path = args.fleet or str(example_fleet_path())
     try:
         fleet = load_fleet(path)
@@ -98,7 +97,6 @@ def _wait(duration: float | None) -> None:
 
 
 def _modbus(settings: Settings, args: argparse.Namespace, model: FleetModel) -> int:
-
     start = _parse_time(args.start)
     clock = SimClock(start, speed=args.speed)
     names = [p for p, pm in model.plants.items() if pm.transport.type == "modbus"]
@@ -143,7 +141,6 @@ def _endpoint(settings: Settings, url: str | None) -> MqttEndpoint | None:
 
 
 def _mqtt(settings: Settings, args: argparse.Namespace, model: FleetModel) -> int:
-
     endpoint = _endpoint(settings, args.url)
     if endpoint is None:
         print("error: no broker: give --url or set ENERGYMON_MQTT_URL", file=sys.stderr)
@@ -182,7 +179,6 @@ def _mqtt(settings: Settings, args: argparse.Namespace, model: FleetModel) -> in
 
 
 def _backfill(settings: Settings, args: argparse.Namespace, model: FleetModel) -> int:
-
     end = _parse_time(args.end)
     start = end - timedelta(days=args.days)
     k0, k1 = model.k_range(start, end)
@@ -197,7 +193,6 @@ def _backfill(settings: Settings, args: argparse.Namespace, model: FleetModel) -
         print(f"published {result.messages} messages with {result.rows} readings in "
               f"{result.seconds:.1f} s")
     else:
-
         try:
             result = backfill_copy(model, database_url(settings), k0, k1, plants=names,
                                    faults=not args.no_faults, progress=not args.no_progress)
@@ -212,7 +207,6 @@ def _backfill(settings: Settings, args: argparse.Namespace, model: FleetModel) -
 
 
 def _truth(settings: Settings, args: argparse.Namespace, model: FleetModel) -> int:
-
     end = _parse_time(args.end)
     start = _parse_time(args.start) if args.start else end - timedelta(days=args.days)
     k0, k1 = model.k_range(start, end)
