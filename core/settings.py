@@ -306,8 +306,5 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
     """
     if config_file is None:
         return Settings(**overrides)
-    path = Path(config_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    with _config_file(path):
+    with _config_file(Path(config_file)):
         return Settings(**overrides)

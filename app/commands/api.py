@@ -23,7 +23,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"energymon API on {base}/api/v1 (docs: {base}/docs, metrics: {base}/metrics)",
           flush=True)
     return serve(settings, database_url(settings), host=args.host, port=args.port,
-                 config=settings.api, log_level="debug" if args.verbose else "info")
+                 log_level="debug" if args.verbose else "info")
 
 
 def parse_expiry(text: str | None, tz: tzinfo) -> datetime | None:

@@ -91,6 +91,20 @@ class _BrokerProcess:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    def _wait_listening(self, timeout: float, name: str) -> str:
+        """The URL once the started process listens; stops it and raises if it never does."""
+        assert self._proc is not None
+        try:
+            _wait_listening(self._proc, self.port, timeout, name)
+        except BrokerError:
+            self.stop()
+            raise
+        return self.url
+
+    def stop(self) -> None:
+        _terminate(self._proc)
+        self._proc = None
+
 
 @dataclass
 class Mosquitto(_BrokerProcess):
@@ -154,16 +168,7 @@ class Mosquitto(_BrokerProcess):
         self._proc = subprocess.Popen(
             [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        try:
-            _wait_listening(self._proc, self.port, timeout, "mosquitto")
-        except BrokerError:
-            self.stop()
-            raise
-        return self.url
-
-    def stop(self) -> None:
-        _terminate(self._proc)
-        self._proc = None
+        return self._wait_listening(timeout, "mosquitto")
 
     def kill(self) -> None:
         """Stop abruptly (SIGKILL), as a crash would."""
@@ -202,17 +207,7 @@ class PythonBroker(_BrokerProcess):
             raise BrokerError("neither mosquitto nor the amqtt package is installed")
         with open(self.workdir / "amqtt.log", "ab") as log:  # the child keeps its own copy
             self._proc = subprocess.Popen([str(exe), "-c", str(conf)], stdout=log, stderr=log)
-        try:
-            _wait_listening(self._proc, self.port, timeout,
-                            f"amqtt (log: {self.workdir / 'amqtt.log'})")
-        except BrokerError:
-            self.stop()
-            raise
-        return self.url
-
-    def stop(self) -> None:
-        _terminate(self._proc)
-        self._proc = None
+        return self._wait_listening(timeout, f"amqtt (log: {self.workdir / 'amqtt.log'})")
 
 
 def local_broker(workdir: Path, prefer: str = "auto") -> LocalBroker:

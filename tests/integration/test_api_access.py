@@ -329,7 +329,8 @@ def test_energymon_config_file_configures_serve(env: ApiEnv, tmp_path: Path) -> 
 
     settings = tmp_path / "s.yaml"
     settings.write_text(f"database_url: {env.url}\n"
-                        "api:\n  page_max: 7\n  push_enabled: false\n  rate_per_second: 0.01\n")
+                        "api:\n  page_max: 7\n  push_enabled: false\n  rate_per_second: 0.01\n"
+                        "  rate_burst: 2\n")
     port = free_port()
     child_env = {k: v for k, v in os.environ.items()
                  if not k.startswith("ENERGYMON_") or k.startswith("ENERGYMON_TEST_")}
@@ -346,6 +347,7 @@ def test_energymon_config_file_configures_serve(env: ApiEnv, tmp_path: Path) -> 
         assert "at most 7 (got 8)" in too_many.json()["detail"]
         assert httpx.get(f"{base}/regions?limit=7", headers=headers).status_code == 200
         # rate_per_second 0 from the environment disables the limiter the file asked for
+        # (with the file's 0.01/s and burst 2, the third request would be refused)
         codes = {httpx.get(f"{base}/regions?limit=1", headers=headers).status_code
                  for _ in range(5)}
         assert codes == {200}
