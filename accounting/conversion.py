@@ -2,7 +2,9 @@
 
 - Standard coal: GB/T 2589-2020 coefficients (``benchmarks.factors.EnergyFactors``), the
   meter's engineering unit converted to the coefficient's unit; a plant's declared measured
-  calorific value overrides the default from its ``valid_from``.
+  calorific value overrides the default from its ``valid_from``. An energy type without a
+  default (coke-oven gas, converter gas ...) converts only from its first measured value on;
+  before it, :meth:`MeterFactors.kgce_per_unit` is None (never backdated).
 - CO2: purchased electricity x the grid factor of the plant's province for the interval's year
   (newest year available <= that year; national factor when the province has none), or the
   plant's own declared factor (``plant_grid_factors``) where it has one; fuels and
@@ -73,9 +75,11 @@ class MeterFactors:
         usable = [(y, v) for y, v in self.grid_overrides if y <= year]
         return max(usable)[1] if usable else None
 
-    def kgce_per_unit(self, ts: float) -> float:
+    def kgce_per_unit(self, ts: float) -> float | None:
+        """kgce per engineering unit at ``ts``; None before the first measured value of an
+        energy type the table has no default for (nothing may be assumed before it)."""
         idx = bisect_right([s[0] for s in self.kgce_steps], ts) - 1
-        return self.kgce_steps[max(idx, 0)][1]
+        return None if idx < 0 else self.kgce_steps[idx][1]
 
 
 class Converter:
@@ -105,8 +109,6 @@ class Converter:
         for valid_from, lhv in sorted(measured or []):
             coef = float(self.energy.coefficient(energy_type, Decimal(str(lhv))).kgce_per_unit)
             steps.append((valid_from.timestamp(), coef * per_row_unit))
-        if steps[0][0] != float("-inf"):
-            steps[0] = (float("-inf"), steps[0][1])
         electricity = row.key in ELECTRICITY_TYPES or energy_type in ELECTRICITY_TYPES
         co2_per_gj = None
         if not electricity and energy_type in FUEL_EMISSION_KEYS:

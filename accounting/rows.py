@@ -38,6 +38,7 @@ class UnitMeterTotals:
     eng_unit: str
     interval_s: int
     installed_at: datetime | None
+    removed_at: datetime | None       # end of service (None = in service)
     # sums over the period
     quantity: float                   # engineering unit x multiplier (product for production)
     estimated: float                  # part of quantity resting on estimation
@@ -49,11 +50,53 @@ class UnitMeterTotals:
 
 
 @dataclass(frozen=True, slots=True)
-class DeclaredOutput:
-    """Declared production of a unit summed over the records inside a period."""
+class UnitInfo:
+    """A production unit in scope (every unit, with or without meters)."""
 
     unit_id: int
+    unit_code: str
+    plant_code: str
+    plant_name: str
+    region_code: str
+    catalogue_key: str | None
+    catalogue_edition: int | None
+    product_unit: str
+    design_capacity: float
+    capacity_unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredOutput:
+    """Declared (statistical) production of a unit over a period: the records overlapping it,
+    each pro-rated by time to the part inside the period."""
+
+    unit_id: int
+    quantity: float                   # pro-rated sum, in the unit's product unit
+    records: int                      # records overlapping the period
+    prorated: bool                    # some record reaches outside the period
+    covered_s: float                  # seconds of the period the records cover
+
+
+@dataclass(frozen=True, slots=True)
+class MeterDay:
+    """One meter's rollup of one local calendar day."""
+
+    meter_id: int
+    day: datetime                     # local midnight (the rollup bucket)
+    readings: float                   # readings received that day
     quantity: float
+    estimated: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionIssue:
+    """Intervals of a meter in a period whose kgce or CO2 could not be computed."""
+
+    meter_id: int
+    issue: str                        # 'kgce: ...' or 'co2: ...'
+    intervals: int
+    first: datetime
+    last: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -30,6 +31,8 @@ from accounting.intervals import (
     interval_meter_intervals,
 )
 from benchmarks.factors import convert_quantity
+from core.contract import QualityCode
+from storage.dirty import mark_dirty
 from storage.meta import Backend, calendar_timezone, current_backend
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,23 @@ class MeterRow:
     kind: str
     eng_unit: str
     multiplier: float
-    rollover_max: float | None
+    rollover_max: Decimal | None
     interval_s: int
+    rollover_step: Decimal | None = None
+
+    @property
+    def modulus(self) -> float | None:
+        """The value at which the register shows 0 again: the declared maximum plus one
+        register step (the step declared, else the last digit of the maximum as written:
+        99 999 999 -> 1, 9 999 999 999.9 -> 0.1)."""
+        if self.rollover_max is None:
+            return None
+        step = self.rollover_step
+        if step is None:
+            exponent = self.rollover_max.normalize().as_tuple().exponent
+            step = Decimal(1).scaleb(min(0, int(exponent))) if isinstance(exponent, int) \
+                else Decimal(1)
+        return float(self.rollover_max + step)
 
 
 @dataclass
@@ -62,12 +80,18 @@ class RecomputeStats:
     spikes: int = 0
     resets: int = 0
     rollovers: int = 0
+    unconverted: int = 0          # intervals stored with a conversion issue (kgce or CO2 NULL)
     skipped: list[str] = field(default_factory=list)
+    issues: dict[str, str] = field(default_factory=dict)   # meter -> first conversion issue
+    failed: dict[int, str] = field(default_factory=dict)   # meter id -> error (re-queued)
 
     def add(self, other: RecomputeStats) -> None:
-        for name in ("meters", "readings", "intervals", "spikes", "resets", "rollovers"):
+        for name in ("meters", "readings", "intervals", "spikes", "resets", "rollovers",
+                     "unconverted"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped += other.skipped
+        self.issues.update(other.issues)
+        self.failed.update(other.failed)
 
 
 class Accountant:
@@ -85,6 +109,9 @@ class Accountant:
             self.factor_set = self._factor_set(conn)
         self._meters: dict[int, MeterRow] = {}
         self._factors: dict[int, MeterFactors] = {}
+        self._factor_issue: dict[int, str] = {}       # meter id -> why kgce is unknown
+        self._multipliers: dict[int, list[tuple[float, float]]] = {}
+        self._failing: set[int] = set()   # meters whose last recompute failed
 
     # -- registry ---------------------------------------------------------------------------
     def _factor_set(self, conn: psycopg.Connection) -> int:
@@ -101,7 +128,7 @@ class Accountant:
     def _load_meters(self, conn: psycopg.Connection, ids: Sequence[int] | None) -> None:
         query = (
             "SELECT m.id, p.code, p.region_code, m.code, m.energy_type, m.kind, m.eng_unit, "
-            "m.multiplier::float8, m.rollover_max::float8, m.interval_s "
+            "m.multiplier::float8, m.rollover_max, m.interval_s, m.rollover_step "
             "FROM meters m JOIN plants p ON p.id = m.plant_id"
         )
         rows = (conn.execute(query + " WHERE m.id = ANY(%s)", (list(ids),)) if ids is not None
@@ -118,14 +145,36 @@ class Accountant:
             "JOIN plants p ON p.id = g.plant_id"
         ):
             grid.setdefault(plant, []).append((int(year), float(factor)))
+        steps: dict[int, list[tuple[float, float]]] = {}
+        if self._has_multiplier_history(conn):
+            for meter_id, valid_from, multiplier in conn.execute(
+                "SELECT meter_id, extract(epoch FROM valid_from)::float8, multiplier::float8 "
+                "FROM meter_multipliers ORDER BY meter_id, valid_from"
+            ):
+                steps.setdefault(int(meter_id), []).append((valid_from, multiplier))
         for row in rows:
             meter = MeterRow(*row)
             self._meters[meter.id] = meter
+            self._multipliers[meter.id] = steps.get(meter.id, [])
+            self._factors.pop(meter.id, None)
+            self._factor_issue.pop(meter.id, None)
             if meter.kind in ("counter", "interval"):
-                self._factors[meter.id] = self.converter.meter_factors(
-                    meter.energy_type, meter.eng_unit, meter.region_code,
-                    measured.get((meter.plant_code, meter.energy_type)),
-                    grid.get(meter.plant_code))
+                try:
+                    self._factors[meter.id] = self.converter.meter_factors(
+                        meter.energy_type, meter.eng_unit, meter.region_code,
+                        measured.get((meter.plant_code, meter.energy_type)),
+                        grid.get(meter.plant_code))
+                except (ValueError, LookupError) as exc:
+                    # no poison pill: the meter's intervals are stored with the reason and
+                    # NULL kgce/CO2, every other meter goes on
+                    self._factor_issue[meter.id] = f"kgce: {_message(exc)}"
+                    log.warning("meter %s/%s: energy not converted: %s", meter.plant_code,
+                                meter.code, _message(exc))
+
+    @staticmethod
+    def _has_multiplier_history(conn: psycopg.Connection) -> bool:
+        row = conn.execute("SELECT to_regclass('meter_multipliers') IS NOT NULL").fetchone()
+        return bool(row and row[0])
 
     # -- recompute --------------------------------------------------------------------------
     def recompute(self, meter_ids: Sequence[int] | None = None,
@@ -141,8 +190,28 @@ class Accountant:
             ids = list(meter_ids) if meter_ids is not None else sorted(self._meters)
             touched: tuple[datetime, datetime] | None = None
             for n, meter_id in enumerate(ids, start=1):
-                window = self._recompute_meter(conn, meter_id, lo, hi, stats)
-                conn.commit()
+                done = RecomputeStats()   # counted only once its transaction commits
+                try:
+                    window = self._recompute_meter(conn, meter_id, lo, hi, done)
+                    conn.commit()
+                    stats.add(done)
+                    self._failing.discard(meter_id)
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise  # the database is gone: nothing else can be done either
+                except Exception as exc:  # one meter never stops the rest
+                    conn.rollback()
+                    meter = self._meters.get(meter_id)
+                    name = f"{meter.plant_code}/{meter.code}" if meter else str(meter_id)
+                    if meter_id in self._failing:  # the traceback was logged already
+                        log.warning("meter %s: recompute failed again (%s); re-queued", name,
+                                    _message(exc))
+                    else:
+                        log.exception("meter %s: recompute failed; re-queued", name)
+                        self._failing.add(meter_id)
+                    stats.failed[meter_id] = f"{name}: {_message(exc)}"
+                    mark_dirty(conn, [(meter_id, lo, hi)])
+                    conn.commit()
+                    window = None
                 if window:
                     touched = window if touched is None else (min(touched[0], window[0]),
                                                               max(touched[1], window[1]))
@@ -177,11 +246,15 @@ class Accountant:
         ).fetchall()
         if not rows:
             return None
-        samples = [Sample(ts.timestamp(), value, quality != 0) for ts, value, quality in rows]
+        samples = [Sample(ts.timestamp(), value, quality != 0,
+                          missing=quality == QualityCode.MISSING)
+                   for ts, value, quality in rows]
         interval_s = meter.interval_s
+        multiplier: float | list[tuple[float, float]] = (
+            self._multipliers.get(meter_id) or meter.multiplier)
         if meter.kind == "interval":
             result: IntervalResult = interval_meter_intervals(
-                samples, interval_s=interval_s, multiplier=meter.multiplier)
+                samples, interval_s=interval_s, multiplier=multiplier)
             first = samples[0].ts - interval_s
             last = samples[-1].ts
             keep_lo = math.floor(first / interval_s) * interval_s
@@ -193,8 +266,8 @@ class Accountant:
                     "WHERE meter_id = %s ORDER BY ts", (meter_id,))
             ]
             result = counter_intervals(samples, interval_s=interval_s,
-                                       modulus=meter.rollover_max,
-                                       multiplier=meter.multiplier, replacements=replacements)
+                                       modulus=meter.modulus,
+                                       multiplier=multiplier, replacements=replacements)
             # Rewrite only the intervals the queued readings can change: pairs up to EDGE
             # readings around the range (a spike decision looks LOOKAHEAD readings ahead).
             # The rest of the padding is context; PAD_READINGS >= 2 * EDGE keeps the
@@ -210,6 +283,7 @@ class Accountant:
         if w_hi <= w_lo:
             return None
         factors = self._factors.get(meter_id)
+        factor_issue = self._factor_issue.get(meter_id)
         kwh_per_unit = 1.0
         if factors is not None and factors.electricity:
             kwh_per_unit = float(convert_quantity(1, meter.eng_unit, "kWh"))
@@ -218,19 +292,32 @@ class Accountant:
         written = 0
         with conn.cursor().copy(
             "COPY energy_intervals (meter_id, ts, quantity, estimated, kgce, co2_kg, readings, "
-            "factor_set) FROM STDIN"
+            "factor_set, conversion_issue) FROM STDIN"
         ) as copy:
             for item in result.intervals:
                 if not keep_lo <= item.start < keep_hi:
                     continue
                 start = datetime.fromtimestamp(item.start, UTC)
                 kgce = co2 = None
-                if factors is not None:
-                    kgce = item.quantity * factors.kgce_per_unit(item.start)
+                issue = factor_issue
+                per_unit = factors.kgce_per_unit(item.start) if factors is not None else None
+                if factors is not None and per_unit is None:
+                    since = datetime.fromtimestamp(factors.kgce_steps[0][0], self.tz)
+                    issue = (f"kgce: no measured calorific value of {meter.energy_type} in "
+                             f"force yet (the first is valid from {since:%Y-%m-%d %H:%M})")
+                elif factors is not None and per_unit is not None:
+                    kgce = item.quantity * per_unit
                     year = start.astimezone(self.tz).year
-                    co2 = self.converter.co2_kg(factors, item.quantity, kgce, year, kwh_per_unit)
+                    try:
+                        co2 = self.converter.co2_kg(factors, item.quantity, kgce, year,
+                                                    kwh_per_unit)
+                    except (ValueError, LookupError) as exc:
+                        issue = f"co2: {_message(exc)}"
+                if issue is not None:
+                    stats.unconverted += 1
+                    stats.issues.setdefault(f"{meter.plant_code}/{meter.code}", issue)
                 copy.write_row((meter_id, start, item.quantity, item.estimated, kgce, co2,
-                                item.readings, self.factor_set))
+                                item.readings, self.factor_set, issue))
                 written += 1
         stats.meters += 1
         stats.readings += len(samples)
@@ -292,3 +379,8 @@ class Accountant:
                 raise
             conn.commit()
         return total
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's text without the quotes ``KeyError`` puts around it."""
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)

@@ -26,7 +26,16 @@ from api.db import Database
 from api.deps import AppState
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
-from api.routes import energy, health, history, intensity, readings, registry, status
+from api.routes import (
+    declared,
+    energy,
+    health,
+    history,
+    intensity,
+    readings,
+    registry,
+    status,
+)
 from benchmarks.catalogue import Catalogue
 from core.settings import Settings
 from ingest import IngestConfig, IngestPipeline
@@ -42,9 +51,10 @@ and auditors.
 
 **Authentication.** Every `/api/v1` endpoint needs `Authorization: Bearer emk_…`, a token an
 operator creates with `energymon token create --role ROLE [--plant ID | --region CODE]`.
-Roles: **plant** (its own plant; may push readings), **regulator** (every plant of a region
-subtree, read only), **auditor** (a region subtree or everything, read only), **admin**
-(everything, registry writes).
+Roles: **plant** (its own plant; may push readings and declare its production, calorific
+values, meter replacements, multipliers and grid factors), **regulator** (every plant of a
+region subtree, read only), **auditor** (a region subtree or everything, read only), **admin**
+(everything, registry writes, declared data of any plant).
 
 **Scope.** An object outside the token's scope answers **404**, exactly like a missing one,
 so a token never learns which other plants exist. Under the API, PostgreSQL row-level security
@@ -202,13 +212,16 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
             {"name": "energy", "description": "Energy by period and energy type."},
             {"name": "intensity", "description": "Intensity, verdicts, flagged units, KPIs."},
             {"name": "history", "description": "History and exports for audits."},
+            {"name": "declared", "description": "Declared data: production records, "
+             "measured calorific values, meter replacements, multiplier changes, plant grid "
+             "factors (written by plant and admin tokens, audited)."},
             {"name": "health", "description": "Liveness, readiness, metrics."},
         ],
     )
     problems.install(app)
     app.add_middleware(MetricsMiddleware)
 
-    for module in (registry, readings, status, energy, intensity, history):
+    for module in (registry, readings, status, energy, intensity, history, declared):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(health.router)
 

@@ -6,7 +6,9 @@ Authorisation has two layers:
    :meth:`Principal.sees_plant` (a forbidden object answers 404, like a missing one);
 2. the database: each request transaction runs as ``energymon_api`` with the principal's scope
    in ``energymon.scope_*`` settings, and row-level security admits only rows of plants in
-   scope (see ``storage/migrations/0020_api_auth.sql``) even if a check in layer 1 were missing.
+   scope (see ``storage/migrations/0020_api_auth.sql``) even if a check in layer 1 were missing;
+   writes of declared data also need ``energymon.scope_declare`` (plant and admin tokens,
+   ``storage/migrations/0031_declared_inputs.sql``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ class Principal:
     def may_write_registry(self) -> bool:
         return self.role is Role.ADMIN
 
+    @property
+    def may_declare(self) -> bool:
+        """Declared-data writes (production records, calorific values, replacements,
+        multipliers, grid factors): plant tokens for their own plant, admin tokens for any;
+        the plant itself is checked with :meth:`sees_plant`."""
+        return self.role in (Role.PLANT, Role.ADMIN)
+
     def may_push(self, plant_id: int) -> bool:
         return self.role in (Role.PLANT, Role.ADMIN) and self.sees_plant(plant_id)
 
@@ -56,12 +65,14 @@ class Principal:
             return f"region {self.scope_region}"
         return "all plants"
 
-    def settings(self) -> tuple[str, str, str]:
-        """Values of energymon.scope_all, energymon.scope_plants, energymon.scope_write."""
+    def settings(self) -> tuple[str, str, str, str]:
+        """Values of energymon.scope_all, energymon.scope_plants, energymon.scope_write and
+        energymon.scope_declare."""
         plants = "" if self.plant_ids is None else ",".join(str(i)
                                                             for i in sorted(self.plant_ids))
         return ("on" if self.plant_ids is None else "off", plants,
-                "on" if self.may_write_registry else "off")
+                "on" if self.may_write_registry else "off",
+                "on" if self.may_declare else "off")
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -48,13 +48,14 @@ def set_scope(conn: psycopg.Connection, principal: Principal, statement_timeout_
               timezone: str) -> None:
     """Scope of the current transaction (reset at its end). Requests get it from
     ``energymon_api_authenticate``; this re-applies it after a mid-request commit."""
-    scope_all, plants, write = principal.settings()
+    scope_all, plants, write, declare = principal.settings()
     conn.execute(
         "SELECT set_config('energymon.scope_all', %s, true), "
         "set_config('energymon.scope_plants', %s, true), "
         "set_config('energymon.scope_write', %s, true), "
+        "set_config('energymon.scope_declare', %s, true), "
         "set_config('statement_timeout', %s, true), set_config('TimeZone', %s, true)",
-        (scope_all, plants, write, str(statement_timeout_ms), timezone))
+        (scope_all, plants, write, declare, str(statement_timeout_ms), timezone))
 
 
 class Database:

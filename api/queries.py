@@ -77,6 +77,7 @@ class MeterRow:
     model: str | None
     interval_s: int
     installed_at: datetime | None
+    removed_at: datetime | None
     updated_at: datetime
 
 
@@ -221,7 +222,7 @@ _METERS = sql.SQL("""
     SELECT m.id AS pk, m.plant_id AS plant_pk, p.code AS plant, m.code AS id, m.name,
            u.code AS unit, m.energy_type, m.kind, m.eng_unit, m.multiplier::float8 AS multiplier,
            m.direction, m.rollover_max::float8 AS rollover_max, m.meter_model AS model,
-           m.interval_s, m.installed_at, m.updated_at
+           m.interval_s, m.installed_at, m.removed_at, m.updated_at
     FROM meters m JOIN plants p ON p.id = m.plant_id
     LEFT JOIN production_units u ON u.id = m.unit_id
 """)

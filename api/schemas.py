@@ -142,6 +142,8 @@ class Meter(_Out):
     model: str | None = Field(description="Register map (meter model) name.")
     interval_s: int = q("s", "Expected interval between readings.")
     installed_at: datetime | None
+    removed_at: datetime | None = Field(default=None, description="End of service; no "
+                                        "readings are expected after it.")
     updated_at: datetime
 
 
@@ -208,6 +210,8 @@ class MeterWrite(_In):
                         le=86400)
     installed_at: datetime | None = Field(default=None,
                                           description="ISO 8601 with a UTC offset.")
+    removed_at: datetime | None = Field(default=None, description="End of service, ISO 8601 "
+                                        "with a UTC offset.")
 
 
 # -- readings push -----------------------------------------------------------------------------
@@ -311,6 +315,45 @@ class Provenance(_Out):
     edition: int | None = q("year", "Catalogue edition the unit was judged against.")
     factor_versions: list[str] = Field(description="Standard-coal and emission factor tables "
                                        "the energy numbers were computed with.")
+    catalogue_confidence: str | None = Field(
+        default=None, description="Confidence the catalogue states for the entry's values "
+        "(high, medium-high, medium, low-medium); null when it states none.")
+    catalogue_source: str | None = Field(default=None, description="Source of the entry's "
+                                         "values, as the catalogue records it.")
+
+
+class VerdictReason(_Out):
+    """Why a unit is not judged, or what qualifies its result."""
+
+    code: str = Field(description="meter_incomplete, energy_estimated, output_estimated, "
+                      "unconvertible, no_energy_meters, no_energy_data, no_output_data, "
+                      "declared_output_partial, no_meters, unmapped, catalogue_no_values, "
+                      "unit_mismatch, no_output; warnings: co2_incomplete, output_deviation.")
+    message: str
+    meter: str | None = Field(default=None, description="The meter concerned, if one.")
+    value: float | None = q("1", "The measured share, completeness or deviation (0..1), or "
+                            "a count of intervals (unconvertible).", default=None)
+    limit: float | None = q("1", "The rule's threshold (0..1).", default=None)
+    days: list[str] = Field(default_factory=list, description="Local dates concerned "
+                            "(at most 31 listed).")
+    day_count: int = q("d", "Days concerned in all.", default=0)
+
+
+class MeterData(_Out):
+    """One meter's data sufficiency over the period."""
+
+    meter: str
+    kind: str
+    role: Literal["energy", "output"]
+    expected: float = q("1", "Readings expected over the period (service dates, interval).")
+    received: float = q("1", "Readings received, capped per local day at the expectation.")
+    completeness: float = q("1", "received / expected (0..1).")
+    days: int = q("1", "Meter-days with readings expected.")
+    complete_days: int = q("1", "Meter-days at least 90 % complete.")
+    incomplete_days: list[str] = Field(description="Local dates below 90 % (at most 31).")
+    estimated_share: float = q("1", "Share of the meter's quantity resting on estimation.")
+    conversion_issues: list[str] = Field(description="Why some intervals' kgce or CO2 "
+                                         "could not be computed.")
 
 
 class UnitIntensity(_Out):
@@ -350,11 +393,29 @@ class UnitIntensity(_Out):
     energy_kgce: float = q("kgce", "Comprehensive energy (consumed - exported).")
     energy_tce: float = q("tce", "Comprehensive energy in tonnes.")
     electricity_kwh: float = q("kWh", "Net electricity.")
-    co2_kg: float = q("kg CO2", "Net CO2.")
+    co2_kg: float | None = q("kg CO2", "Net CO2; null when some intervals' CO2 is unknown "
+                             "(see warnings).")
     carbon_intensity: float | None = q("kg CO2 per output_unit", "CO2 per unit of output.")
-    estimated_share: float = q("1", "Share of consumed energy resting on estimated data "
-                               "(0..1).")
-    completeness: float = q("1", "Received / expected readings of the unit's meters (0..1).")
+    estimated_share: float = q("1", "Share of the energy (consumed and exported kgce) resting "
+                               "on estimated data (0..1).")
+    estimated_output_share: float = q("1", "Share of metered output resting on estimated "
+                                      "data (0..1).", default=0.0)
+    completeness: float = q("1", "Share of the unit's energy and production meter-days that "
+                            "are at least 90 % complete (0..1).")
+    output_source: Literal["meter", "declared"] | None = Field(
+        default=None, description="Where `output` comes from: the production meters, or the "
+        "declared (statistical) production records; null = no output data.")
+    metered_output: float | None = q("see output_unit", "Output of the production meters "
+                                     "(null: none in service).", default=None)
+    declared_output: float | None = q("see output_unit", "Declared output, pro-rated to the "
+                                      "period (null: no record).", default=None)
+    declared_prorated: bool = Field(default=False, description="A declared record reaches "
+                                    "outside the period and was pro-rated by time.")
+    reasons: list[VerdictReason] = Field(default_factory=list, description="Why the unit is "
+                                         "not judged (empty when it is).")
+    warnings: list[VerdictReason] = Field(default_factory=list)
+    meters: list[MeterData] = Field(default_factory=list, description="Each meter's data "
+                                    "sufficiency over the period.")
     design_capacity: float = q("see capacity_unit", "Design capacity.")
     capacity_unit: str
     provenance: Provenance
@@ -373,9 +434,10 @@ class PlantIntensity(_Out):
 
 class AreaKpi(_Out):
     model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
-        "catalogue_key": "cement/clinker", "units": 2, "capacity_unit": "t/d",
-        "capacity_total": 7500.0, "share_capacity_at_benchmark": 0.667,
-        "share_capacity_below_baseline": 0.333,
+        "catalogue_key": "cement/clinker", "units": 2, "capacity_unit": "t/a",
+        "capacity_total": 2737500.0, "share_capacity_at_benchmark": 0.667,
+        "share_capacity_below_benchmark": 0.0, "share_capacity_below_baseline": 0.333,
+        "share_capacity_unknown": 0.0,
         "counts": {"at_benchmark": 1, "below_baseline": 1},
         "plants_below_benchmark": ["jx-yujiang-cement"], "completeness": 0.98,
         "target_share_at_benchmark_2025": 0.3, "target_share_below_baseline_2025": 0.0}]})
@@ -383,11 +445,19 @@ class AreaKpi(_Out):
     catalogue_key: str
     units: int = q("1", "Units of this area/product in the region.")
     capacity_unit: str
-    capacity_total: float = q("see capacity_unit", "Total design capacity.")
-    share_capacity_at_benchmark: float = q("1", "Share of judged capacity at benchmark "
-                                           "(2025 target >= 0.30).")
-    share_capacity_below_baseline: float = q("1", "Share of judged capacity below baseline "
-                                             "(2025 target 0).")
+    capacity_total: float = q("see capacity_unit", "All registered design capacity of the "
+                              "entry's units, normalised to a yearly unit (t/d x 365).")
+    share_capacity_at_benchmark: float = q("1", "Share of all registered capacity at "
+                                           "benchmark (2025 target >= 0.30).")
+    share_capacity_below_benchmark: float = q("1", "Share below benchmark, not below "
+                                              "baseline.")
+    share_capacity_below_baseline: float = q("1", "Share of all registered capacity below "
+                                             "baseline (2025 target 0).")
+    share_capacity_unknown: float = q("1", "Share whose status is unknown (not evaluable, "
+                                      "no output).")
+    capacity_not_normalised: list[str] = Field(
+        default_factory=list, description="Units left out of the capacity sums because "
+        "their capacity unit could not be normalised.")
     counts: dict[str, int] = Field(description="Units per status.",
                                    json_schema_extra={"x-unit": "1"})
     plants_below_benchmark: list[str]
@@ -405,7 +475,8 @@ class RegionKpis(_Out):
     flagged_units: int = q("1", "Units below benchmark or below baseline.")
     saving_potential_tce: float = q("tce", "Sum of saving potential of flagged units.")
     energy_tce: float = q("tce", "Sum of the units' comprehensive energy.")
-    co2_t: float = q("t CO2", "Sum of the units' net CO2.")
+    co2_t: float | None = q("t CO2", "Sum of the units' net CO2; null when some unit's CO2 "
+                            "is unknown.")
     completeness: float = q("1", "Mean data completeness of the units (0..1).")
     areas: list[AreaKpi]
 
@@ -463,3 +534,211 @@ class Readiness(_Out):
     schema_version: int | None = q("1", "Highest applied migration.")
     pending_migrations: list[str]
     detail: str | None = None
+
+
+# -- declared data -----------------------------------------------------------------------------
+_ENTERED_BY = ("Who entered it: `token:<id> (<name>)` (API) or `cli:<user>`; null for rows "
+               "entered before declared data was audited.")
+_SOURCE = "Where the value comes from (report, laboratory, certificate ...)."
+
+
+class RecomputeRange(_Out):
+    """A range of a meter's readings queued for recompute by a declared write."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    meter: str = Field(description="Meter code.")
+    from_: datetime = Field(alias="from", description="Start of the range.")
+    to: datetime | None = Field(description="End of the range; null: open-ended (every "
+                                "later reading).")
+
+
+class DeclaredReceipt(_Out, Generic[T]):
+    """What a declared write did, in one transaction: the record stored (201: inserted; 200:
+    replaced one with the same key), the record it replaced, and the meters whose intervals
+    were queued for recompute (the accounting service picks them up)."""
+
+    action: Literal["insert", "replace"]
+    record: T
+    replaced: T | None = Field(default=None, description="The record replaced (action "
+                               "replace), as it was.")
+    recompute: list[RecomputeRange] = Field(description="Ranges queued for recompute; empty "
+                                            "for production records (verdicts read them "
+                                            "directly).")
+
+
+class ProductionRecordWrite(_In):
+    """Declare a production unit's statistical output over a period (plant token for its own
+    plant, admin for any). Give `period` or `period_start` + `period_end`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [
+        {"unit": "kiln-1", "period": "2026-11", "quantity": 138000.0,
+         "source": "统计报表 2026-11"},
+        {"unit": "kiln-1", "period_start": "2026-11-01T00:00:00+08:00",
+         "period_end": "2026-11-16T00:00:00+08:00", "quantity": 69000.0, "quantity_unit": "t",
+         "source": "half-month statistics"}]})
+
+    unit: str = Field(pattern=CODE_PATTERN, description="Production unit code of the plant.")
+    period: str | None = Field(default=None, min_length=4, max_length=16,
+                               description="A local-calendar day `2026-11-05`, month "
+                               "`2026-11` or year `2026`; or give period_start and period_end.")
+    period_start: datetime | None = Field(default=None, description="Start, ISO 8601 with a "
+                                          "UTC offset (with period_end, instead of period).")
+    period_end: datetime | None = Field(default=None, description="End (exclusive), ISO 8601 "
+                                        "with a UTC offset.")
+    quantity: float = q("see quantity_unit", "Output over the period, in the unit's product "
+                        "unit (>= 0).", ge=0, le=1e12)
+    quantity_unit: str | None = Field(default=None, min_length=1, max_length=50,
+                                      description="Optional check: must be the unit's "
+                                      "product_unit (e.g. t, weight_box).")
+    source: str = Field(min_length=1, max_length=500, description=_SOURCE)
+
+
+class ProductionRecord(_Out):
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        "plant": "jx-yujiang-cement", "unit": "kiln-1",
+        "period_start": "2026-11-01T00:00:00+08:00", "period_end": "2026-12-01T00:00:00+08:00",
+        "quantity": 138000.0, "quantity_unit": "t", "source": "统计报表 2026-11",
+        "entered_by": "token:3 (cement plant)", "entered_at": "2026-12-02T09:30:00+08:00"}]})
+
+    plant: str
+    unit: str
+    period_start: datetime
+    period_end: datetime = Field(description="End of the period (exclusive).")
+    quantity: float = q("see quantity_unit", "Declared output over the period.")
+    quantity_unit: str = Field(description="The unit's product unit.")
+    source: str
+    entered_by: str | None = Field(description=_ENTERED_BY)
+    entered_at: datetime | None
+
+
+class CalorificValueWrite(_In):
+    """Declare a measured low calorific value of an energy type at the plant, valid from a
+    time on (it overrides the GB/T 2589 default, or supplies the value the standard does not
+    give, e.g. coke_oven_gas)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
+        "energy_type": "coke_oven_gas", "valid_from": "2026-01-01T00:00:00+08:00",
+        "lhv_kj_per_unit": 17000.0, "source": "lab report 2025-12-28"}]})
+
+    energy_type: str = Field(pattern=r"^[a-z0-9]+(?:_[a-z0-9]+)*$", max_length=64,
+                             description="GB/T 2589 energy type key, e.g. coke_oven_gas, "
+                             "natural_gas, raw_coal (as the plant's meters name it).")
+    valid_from: datetime = Field(description="From when the value holds, ISO 8601 with a "
+                                 "UTC offset.")
+    lhv_kj_per_unit: float = q("kJ per the energy type's unit (kJ/kg, kJ/m3)",
+                               "Measured low calorific value (> 0).", gt=0, le=1e7)
+    source: str = Field(min_length=1, max_length=500, description=_SOURCE)
+
+
+class CalorificValue(_Out):
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        "plant": "gx-liuzhou-steel", "energy_type": "coke_oven_gas",
+        "valid_from": "2026-01-01T00:00:00+08:00", "lhv_kj_per_unit": 17000.0,
+        "lhv_unit": "m3", "kgce_per_unit": 0.58006, "source": "lab report 2025-12-28",
+        "entered_by": "cli:energy-manager", "entered_at": "2026-01-02T10:00:00+08:00"}]})
+
+    plant: str
+    energy_type: str
+    valid_from: datetime
+    lhv_kj_per_unit: float = q("kJ per lhv_unit", "Measured low calorific value.")
+    lhv_unit: str | None = Field(description="The energy type's unit in GB/T 2589 (kg, m3 "
+                                 "...); null when the table no longer has the type.")
+    kgce_per_unit: float | None = q("kgce per lhv_unit", "The coefficient the value gives "
+                                    "(lhv / 29 307.6).")
+    source: str
+    entered_by: str | None = Field(description=_ENTERED_BY)
+    entered_at: datetime | None
+
+
+class MeterReplacementWrite(_In):
+    """Declare that a counter or production meter's register was replaced (or reset): the
+    old register's final value and the new one's initial value make the interval across the
+    change exact instead of estimated."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
+        "ts": "2026-11-12T10:30:00+08:00", "old_final": 12345678.0, "new_initial": 0.0,
+        "note": "meter swapped after a fault"}]})
+
+    ts: datetime = Field(description="When the register changed, ISO 8601 with a UTC offset.")
+    old_final: float = q("the meter's eng_unit", "Final value of the old register (before "
+                         "the multiplier, >= 0).", ge=0, le=1e18)
+    new_initial: float = q("the meter's eng_unit", "Initial value of the new register "
+                           "(before the multiplier, >= 0).", ge=0, le=1e18)
+    note: str | None = Field(default=None, max_length=500, description="Free text.")
+
+
+class MeterReplacement(_Out):
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        "plant": "jx-yujiang-cement", "meter": "k1-elec", "ts": "2026-11-12T10:30:00+08:00",
+        "old_final": 12345678.0, "new_initial": 0.0, "eng_unit": "kWh",
+        "note": "meter swapped after a fault", "entered_by": "token:3 (cement plant)",
+        "entered_at": "2026-11-12T11:00:00+08:00"}]})
+
+    plant: str
+    meter: str
+    ts: datetime
+    old_final: float = q("see eng_unit", "Final value of the old register.")
+    new_initial: float = q("see eng_unit", "Initial value of the new register.")
+    eng_unit: str = Field(description="The meter's engineering unit.")
+    note: str | None
+    entered_by: str | None = Field(description=_ENTERED_BY)
+    entered_at: datetime | None
+
+
+class MeterMultiplierWrite(_In):
+    """Declare a CT x PT multiplier change of a meter from a time on (e.g. its CT changed from
+    300/5 to 600/5). History before it keeps the old multiplier."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
+        "valid_from": "2026-11-15T08:00:00+08:00", "multiplier": 120,
+        "source": "CT 300/5 → 600/5"}]})
+
+    valid_from: datetime = Field(description="From when the multiplier applies, ISO 8601 "
+                                 "with a UTC offset.")
+    multiplier: Decimal = q("1", "CT ratio x PT ratio (> 0).", gt=0, le=1e9)
+    source: str = Field(min_length=1, max_length=500, description=_SOURCE)
+
+
+class MeterMultiplier(_Out):
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        "plant": "jx-yujiang-cement", "meter": "k2-elec",
+        "valid_from": "2026-11-15T08:00:00+08:00", "multiplier": 120.0,
+        "source": "CT 300/5 → 600/5", "entered_by": "token:9 (admin)",
+        "entered_at": "2026-11-15T09:00:00+08:00"}]})
+
+    plant: str
+    meter: str
+    valid_from: datetime | None = Field(description="From when it applies; null: since always "
+                                        "(the registry's multiplier before the first declared "
+                                        "change).")
+    multiplier: float = q("1", "CT ratio x PT ratio in force from valid_from.")
+    source: str
+    entered_by: str = Field(description=_ENTERED_BY)
+    entered_at: datetime
+
+
+class GridFactorWrite(_In):
+    """Declare (or replace) the plant's own purchased-electricity emission factor for a year;
+    it holds for later years until the plant declares another one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra={"examples": [{
+        "kgco2_per_kwh": 0.5366, "source": "省生态环境厅 2025"}]})
+
+    kgco2_per_kwh: float = q("kgCO2/kWh", "Emission factor (= tCO2/MWh), 0 <= factor < 2.",
+                             ge=0, lt=2)
+    source: str = Field(min_length=1, max_length=500, description=_SOURCE)
+
+
+class GridFactor(_Out):
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        "plant": "jx-yujiang-cement", "year": 2025, "kgco2_per_kwh": 0.5366,
+        "source": "省生态环境厅 2025", "entered_by": "token:9 (admin)",
+        "entered_at": "2026-03-01T09:00:00+08:00"}]})
+
+    plant: str
+    year: int = q("year", "Local calendar year.")
+    kgco2_per_kwh: float = q("kgCO2/kWh", "Emission factor of purchased electricity.")
+    source: str
+    entered_by: str | None = Field(description=_ENTERED_BY)
+    entered_at: datetime | None

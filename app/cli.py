@@ -14,7 +14,17 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from app.commands import Handler, accounting, api, collect, database, demo, ingest, registry
+from app.commands import (
+    Handler,
+    accounting,
+    api,
+    collect,
+    database,
+    declare,
+    demo,
+    ingest,
+    registry,
+)
 from app.commands import simulate as simulate_commands
 from app.devservices.embedded_pg import EmbeddedPostgresError
 from app.runtime import setup_logging
@@ -25,9 +35,10 @@ from storage.meta import SchemaMissing
 from storage.migrate import MigrationError
 
 # the order of `energymon --help`
-_GROUPS = (database, registry, collect, ingest, accounting, simulate_commands, api, demo)
-_ORDER = ("migrate", "check-config", "collect", "registry", "db", "ingest", "accounting",
-          "verdicts", "simulate", "serve", "token", "demo")
+_GROUPS = (database, registry, declare, collect, ingest, accounting, simulate_commands, api,
+           demo)
+_ORDER = ("migrate", "check-config", "collect", "registry", "declare", "db", "ingest",
+          "accounting", "verdicts", "simulate", "serve", "token", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,6 +78,9 @@ def direction_from_notes(notes: str) -> bool:
     return _HIGHER_IS_BETTER.search(notes) is None
 
 
+_CONFIDENCE = re.compile(r"confidence:\s*([a-z]+(?:-[a-z]+)*)")
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogueEntry:
     """One product or process in one edition of the catalogue.
@@ -108,6 +111,13 @@ class CatalogueEntry:
     def evaluable(self) -> bool:
         """True when both benchmark and baseline are known."""
         return self.benchmark is not None and self.baseline is not None
+
+    @property
+    def confidence(self) -> str | None:
+        """The confidence the catalogue's notes state for the values (``high``,
+        ``medium-high``, ``low-medium`` ...), or None when the notes state none."""
+        match = _CONFIDENCE.search(self.notes)
+        return match.group(1) if match else None
 
 
 def _value_problem(

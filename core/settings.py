@@ -13,6 +13,7 @@ No module-level settings object exists: each process builds one in its compositi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -170,6 +171,51 @@ class IngestSettings(BaseModel):
         default=30, ge=0, description="Seconds to commit what was received at shutdown.")
 
 
+class VerdictSettings(BaseModel):
+    """When a unit may be judged (data sufficiency) and which catalogue edition applies
+    (``verdicts:`` in the settings file; ``ENERGYMON_VERDICTS_<FIELD>``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    meter_min_completeness: float = Field(
+        default=0.9, ge=0, le=1,
+        description="Least completeness over the period of every energy meter (and production "
+        "meter, when output is metered) for a verdict: received readings, capped per local "
+        "day at the expected count, over the expected readings.")
+    day_min_completeness: float = Field(
+        default=0.9, ge=0, le=1,
+        description="A meter-day counts as complete at this share of its expected readings "
+        "(the national monitoring system's 90 % rule); a unit's completeness is the share of "
+        "its meter-days that are complete.")
+    max_estimated_energy_share: float = Field(
+        default=0.1, ge=0, le=1,
+        description="Largest share of the unit's energy (consumed and exported, kgce) that may "
+        "rest on estimated intervals for a verdict.")
+    max_estimated_output_share: float = Field(
+        default=0.1, ge=0, le=1,
+        description="Largest share of metered output that may rest on estimated intervals.")
+    output_deviation_share: float = Field(
+        default=0.05, ge=0,
+        description="Declared (statistical) and metered output of a unit that differ by more "
+        "than this share of the declared output are both reported and flagged; the declared "
+        "output is used for month and year verdicts.")
+    editions: dict[str, int] = Field(
+        default_factory=dict,
+        description="Edition policy per catalogue area or key (`cement: 2021`, "
+        "`steel/bof: 2021`): the edition those units are judged against unless a request asks "
+        "for one or the unit pins its own.")
+
+    @field_validator("editions")
+    @classmethod
+    def _plausible_editions(cls, value: dict[str, int]) -> dict[str, int]:
+        for key, edition in value.items():
+            if not re.fullmatch(r"[a-z0-9_]+(/[a-z0-9_]+)?", key):
+                raise ValueError(f"editions: {key!r} is not a catalogue area or area/product key")
+            if not 2021 <= edition <= 2100:
+                raise ValueError(f"editions: {key}: implausible edition {edition}")
+        return value
+
+
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("energymon_config_file", default=None)
 
 
@@ -221,6 +267,7 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO")
     api: ApiSettings = Field(default_factory=ApiSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    verdicts: VerdictSettings = Field(default_factory=VerdictSettings)
 
     @field_validator("timezone")
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 
 from benchmarks.catalogue import Catalogue
-from benchmarks.factors import EnergyFactors, convert_quantity
+from benchmarks.factors import EnergyFactors, MeasuredValueRequired, convert_quantity
 from fleet.model import Fleet
 from modbus.registermap import available_models
 
@@ -76,3 +76,28 @@ def _check_meter_models(fleet: Fleet) -> list[str]:
                     f"{meter.model!r} (available: {', '.join(sorted(models))})"
                 )
     return problems
+
+
+def conversion_warnings(fleet: Fleet) -> list[str]:
+    """Meters whose energy accounting cannot convert to standard coal until the plant declares
+    a measured calorific value (coke-oven gas, converter gas, coal slime, steam by pressure
+    class ...). Such a meter is valid: its intervals are stored without kgce and its unit is
+    not evaluable until the value is declared, so check-config says so before it sends data."""
+    factors = EnergyFactors.load()
+    out: list[str] = []
+    for plant in fleet.plants:
+        for meter in plant.meters:
+            if meter.energy_type == "product" or meter.kind.value == "instantaneous" \
+                    or not factors.has(meter.energy_type):
+                continue
+            try:
+                factors.coefficient(meter.energy_type)
+            except MeasuredValueRequired as exc:
+                where = f"plant {plant.id!r} > meter {meter.id!r}"
+                unit = f"unit {meter.unit!r}" if meter.unit else "the plant"
+                out.append(
+                    f"{where} > field 'energy_type': {exc}. Until the plant declares it "
+                    f"(`energymon declare calorific-value --plant {plant.id} --energy-type "
+                    f"{meter.energy_type} ...`), this meter's energy is stored without kgce "
+                    f"and {unit} is not evaluable")
+    return out

@@ -97,6 +97,13 @@ class Meter(_Model):
                               description="register map (meter model) name")
     interval_s: int = Field(default=900, gt=0, le=86400)
     installed_at: str | None = Field(default=None, description="ISO 8601 with offset")
+    removed_at: str | None = Field(
+        default=None, description="ISO 8601 with offset: end of service (no readings are "
+        "expected after it)")
+    rollover_step: Decimal | None = Field(
+        default=None, gt=0, description="one register step in eng_unit (the counter shows "
+        "rollover_max, then 0); default: the register map's resolution, else the last digit "
+        "of rollover_max as written")
     simulation: MeterSimulation | None = None
 
     @model_validator(mode="after")
@@ -112,9 +119,15 @@ class Meter(_Model):
             )
         if self.kind is MeterKind.PRODUCTION and self.direction is Direction.EXPORTED:
             raise ValueError("field 'direction': production meters cannot be 'exported'")
+        if self.rollover_step is not None and self.rollover_max is None:
+            raise ValueError("field 'rollover_step': give rollover_max too")
+        if (self.installed_at is not None and self.removed_at is not None
+                and datetime.fromisoformat(self.removed_at)
+                <= datetime.fromisoformat(self.installed_at)):
+            raise ValueError("field 'removed_at': must be after installed_at")
         return self
 
-    @field_validator("installed_at")
+    @field_validator("installed_at", "removed_at")
     @classmethod
     def _aware_iso(cls, value: str | None) -> str | None:
         if value is None:
@@ -125,7 +138,7 @@ class Meter(_Model):
         except ValueError as exc:
             raise ValueError(f"not an ISO 8601 timestamp: {value!r}") from exc
         if parsed.tzinfo is None:
-            raise ValueError("installed_at needs a UTC offset, e.g. 2024-01-01T00:00:00+08:00")
+            raise ValueError("needs a UTC offset, e.g. 2024-01-01T00:00:00+08:00")
         return value
 
 

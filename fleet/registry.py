@@ -17,6 +17,7 @@ from typing import NamedTuple
 import psycopg
 
 from fleet import Fleet
+from modbus.registermap import counter_rollover
 
 
 @dataclass
@@ -29,6 +30,7 @@ class RegistrySummary:
     meters_inserted: int = 0
     meters_updated: int = 0
     not_in_file: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [
@@ -37,6 +39,7 @@ class RegistrySummary:
             f"production units: {self.units_inserted} new, {self.units_updated} updated",
             f"meters: {self.meters_inserted} new, {self.meters_updated} updated",
         ]
+        out += [f"note: {n}" for n in self.notes]
         for plant, meters in sorted(self.not_in_file.items()):
             out.append(f"plant {plant}: {len(meters)} meter(s) in the registry but not in this "
                        f"file (kept, with their history): {', '.join(sorted(meters))}")
@@ -72,14 +75,40 @@ RETURNING id, (xmax = 0)
 """
 _METER = """
 INSERT INTO meters (plant_id, unit_id, code, name, energy_type, kind, eng_unit, multiplier,
-                    direction, rollover_max, meter_model, interval_s, installed_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    direction, rollover_max, meter_model, interval_s, installed_at, removed_at,
+                    rollover_step)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (plant_id, code) DO UPDATE SET unit_id = EXCLUDED.unit_id, name = EXCLUDED.name,
     energy_type = EXCLUDED.energy_type, kind = EXCLUDED.kind, eng_unit = EXCLUDED.eng_unit,
     multiplier = EXCLUDED.multiplier, direction = EXCLUDED.direction,
     rollover_max = EXCLUDED.rollover_max, meter_model = EXCLUDED.meter_model,
-    interval_s = EXCLUDED.interval_s, installed_at = EXCLUDED.installed_at, updated_at = now()
+    interval_s = EXCLUDED.interval_s, installed_at = EXCLUDED.installed_at,
+    removed_at = EXCLUDED.removed_at, rollover_step = EXCLUDED.rollover_step, updated_at = now()
 RETURNING id, (xmax = 0)
+"""
+
+# A changed CT x PT multiplier never rewrites history: the old ratio stays in force up to now
+# (a base row from -infinity when the meter has no history yet), the new one from now on.
+# Rows the registry writes carry these sources; any other source is a declared change
+# (``energymon declare multiplier``), which a fleet file does not overrule.
+REGISTRY_SOURCES = ("registry", "registry load")
+_MULTIPLIER_NOW = """
+SELECT m.multiplier,
+       (SELECT h.source FROM meter_multipliers h WHERE h.meter_id = m.id
+        ORDER BY h.valid_from DESC LIMIT 1)
+FROM meters m WHERE m.plant_id = %s AND m.code = %s
+"""
+_MULTIPLIER_HISTORY = """
+WITH meter AS (
+    SELECT id, multiplier FROM meters WHERE plant_id = %(plant)s AND code = %(code)s
+), base AS (
+    INSERT INTO meter_multipliers (meter_id, valid_from, multiplier, source, entered_by)
+    SELECT id, '-infinity', multiplier, 'registry', %(actor)s FROM meter m
+    WHERE NOT EXISTS (SELECT 1 FROM meter_multipliers h WHERE h.meter_id = m.id)
+)
+INSERT INTO meter_multipliers (meter_id, valid_from, multiplier, source, entered_by)
+SELECT id, now(), %(multiplier)s, 'registry load', %(actor)s FROM meter
+ON CONFLICT (meter_id, valid_from) DO UPDATE SET multiplier = EXCLUDED.multiplier
 """
 
 
@@ -88,6 +117,7 @@ class Upserted(NamedTuple):
 
     pk: int
     inserted: bool
+    note: str | None = None       # what else the write did (or refused), for people
 
 
 def _upsert(conn: psycopg.Connection, statement: str, params: tuple[object, ...]) -> Upserted:
@@ -115,12 +145,41 @@ def upsert_unit(conn: psycopg.Connection, *, plant_pk: int, code: str, name: str
 def upsert_meter(conn: psycopg.Connection, *, plant_pk: int, unit_pk: int | None, code: str,
                  name: str, energy_type: str, kind: str, eng_unit: str, multiplier: Decimal,
                  direction: str, rollover_max: Decimal | None, model: str | None,
-                 interval_s: int, installed_at: datetime | str | None) -> Upserted:
-    """Insert or replace the meter ``code`` of the plant ``plant_pk`` (``installed_at``: a
-    datetime or ISO 8601 text with offset)."""
-    return _upsert(conn, _METER, (plant_pk, unit_pk, code, name, energy_type, kind, eng_unit,
-                                  multiplier, direction, rollover_max, model, interval_s,
-                                  installed_at))
+                 interval_s: int, installed_at: datetime | str | None,
+                 removed_at: datetime | str | None = None,
+                 rollover_step: Decimal | None = None,
+                 actor: str = "registry") -> Upserted:
+    """Insert or replace the meter ``code`` of the plant ``plant_pk`` (``installed_at``,
+    ``removed_at``: a datetime or ISO 8601 text with offset).
+
+    A counter without a declared ``rollover_max`` takes its register map's (``model``) width
+    and resolution; one with a maximum but no step takes the map's resolution. A changed
+    multiplier is recorded in ``meter_multipliers`` from now on (history keeps the old one).
+    """
+    if kind in ("counter", "production") and model is not None:
+        from_map = counter_rollover(model)
+        if from_map is not None:
+            if rollover_max is None:
+                rollover_max = Decimal(repr(from_map[0]))
+            if rollover_step is None and from_map[1] > 0:   # a float register has no step
+                rollover_step = Decimal(repr(from_map[1]))
+    note = None
+    current = conn.execute(_MULTIPLIER_NOW, (plant_pk, code)).fetchone()
+    if current is not None and Decimal(current[0]) != Decimal(multiplier):
+        if current[1] is not None and current[1] not in REGISTRY_SOURCES:
+            note = (f"meter {code!r}: multiplier {multiplier} in the file, {current[0]} from "
+                    f"its declared history (kept; declare a change with `energymon declare "
+                    f"multiplier`)")
+            multiplier = Decimal(current[0])
+        else:
+            conn.execute(_MULTIPLIER_HISTORY, {"plant": plant_pk, "code": code,
+                                               "multiplier": multiplier, "actor": actor})
+            note = (f"meter {code!r}: multiplier {current[0]} -> {multiplier} from now on "
+                    "(history kept)")
+    row = _upsert(conn, _METER, (plant_pk, unit_pk, code, name, energy_type, kind, eng_unit,
+                                 multiplier, direction, rollover_max, model, interval_s,
+                                 installed_at, removed_at, rollover_step))
+    return Upserted(row.pk, row.inserted, note)
 
 
 class RegistryConflict(ValueError):
@@ -145,7 +204,7 @@ def load_registry(conn: psycopg.Connection, fleet: Fleet) -> RegistrySummary:
                     f"plant {plant.id!r} > field 'uscc': {plant.uscc} already belongs to "
                     f"registered plant {clash[0]!r}"
                 )
-            plant_pk, inserted = upsert_plant(
+            plant_pk, inserted, _ = upsert_plant(
                 conn, code=plant.id, uscc=plant.uscc, name=plant.name, region=plant.region,
                 industry=plant.industry, energy_class=plant.energy_class.value,
                 annual_energy_tce=plant.annual_energy_tce, key_unit=plant.key_unit,
@@ -170,7 +229,10 @@ def load_registry(conn: psycopg.Connection, fleet: Fleet) -> RegistrySummary:
                     eng_unit=meter.eng_unit, multiplier=meter.multiplier,
                     direction=meter.direction.value, rollover_max=meter.rollover_max,
                     model=meter.model, interval_s=meter.interval_s,
-                    installed_at=meter.installed_at)
+                    installed_at=meter.installed_at, removed_at=meter.removed_at,
+                    rollover_step=meter.rollover_step, actor="registry load")
+                if mrow.note:
+                    summary.notes.append(f"plant {plant.id!r} > {mrow.note}")
                 summary.meters_inserted += mrow.inserted
                 summary.meters_updated += not mrow.inserted
             in_file = {m.id for m in plant.meters}

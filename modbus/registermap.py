@@ -53,6 +53,7 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum, StrEnum
 from functools import cache
 from importlib import resources
@@ -84,6 +85,7 @@ __all__ = [
     "RegisterMapError",
     "Table",
     "available_models",
+    "counter_rollover",
     "load_register_map",
     "parse_register_map",
 ]
@@ -909,3 +911,27 @@ def load_register_map(name_or_path: str | os.PathLike[str]) -> RegisterMap:
             [MapProblem(None, None, f"cannot read file: {exc.strerror or exc}")], source=str(path)
         ) from None
     return parse_register_map(text, source=str(path), expected_model=path.stem)
+
+
+def counter_rollover(model: str) -> tuple[float, float] | None:
+    """``(largest value before the wrap, one register step)`` in engineering units for the
+    primary counter of register map ``model`` (a shipped model name or a map file path).
+
+    The primary counter is the first field of kind counter that declares a ``rollover``
+    (explicit raw maximum, or ``width`` = ``2**bits - 1`` of its integer type). Both values
+    use the field's fixed scale ``|scale| × 10**scale_exponent`` (offset ignored); the step
+    is 0.0 for a float register. None when no counter declares a rollover, or when that
+    counter takes its exponent from a ``scale_register`` (known only at run time). Accounting
+    wraps such a counter at ``largest + step``.
+    """
+    for f in load_register_map(model).fields:
+        if f.kind is not Kind.COUNTER or f.rollover is None:
+            continue
+        if f.scale_register is not None:
+            return None
+        factor = abs(Decimal(str(f.scale)).scaleb(f.scale_exponent))
+        raw = Decimal((1 << f.dtype.bits) - 1) if f.rollover == "width" else Decimal(
+            str(f.rollover))
+        step = factor if f.dtype.is_integer else Decimal(0)
+        return float(raw * factor), float(step)
+    return None

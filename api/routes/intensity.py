@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from accounting.judge import Reason
 from accounting.periods import Period
 from accounting.verdicts import UnitResult, area_kpis, unit_results
 from api import schemas
@@ -37,6 +38,11 @@ RegionCode = Annotated[str, Path(pattern=r"^[0-9]{6}$", description="GB/T 2260 r
                                  examples=["360000"])]
 
 
+def _reason(r: Reason) -> schemas.VerdictReason:
+    return schemas.VerdictReason(code=r.code, message=r.message, meter=r.meter, value=r.value,
+                                 limit=r.limit, days=list(r.days), day_count=r.day_count)
+
+
 def unit_out(r: UnitResult) -> schemas.UnitIntensity:
     return schemas.UnitIntensity(
         plant=r.plant, plant_name=r.plant_name, region=r.region, unit=r.unit,
@@ -48,11 +54,23 @@ def unit_out(r: UnitResult) -> schemas.UnitIntensity:
         output_unit=r.output_unit, energy_kgce=r.energy_kgce,
         energy_tce=r.energy_kgce / 1000.0, electricity_kwh=r.electricity_kwh,
         co2_kg=r.co2_kg, carbon_intensity=r.carbon_intensity,
-        estimated_share=r.estimated_share, completeness=r.completeness,
+        estimated_share=r.estimated_share, estimated_output_share=r.estimated_output_share,
+        completeness=r.completeness, output_source=r.output_source,
+        metered_output=r.metered_output, declared_output=r.declared_output,
+        declared_prorated=r.declared_prorated,
+        reasons=[_reason(x) for x in r.reasons], warnings=[_reason(x) for x in r.warnings],
+        meters=[schemas.MeterData(
+            meter=m.meter, kind=m.kind, role=m.role,
+            expected=m.expected, received=m.received, completeness=m.completeness,
+            days=m.days, complete_days=m.complete_days,
+            incomplete_days=list(m.incomplete_days[:31]), estimated_share=m.estimated_share,
+            conversion_issues=list(m.conversion_issues)) for m in r.meters],
         design_capacity=r.design_capacity, capacity_unit=r.capacity_unit,
         provenance=schemas.Provenance(catalogue_version=r.catalogue_version,
                                       edition=r.edition,
-                                      factor_versions=list(r.factor_versions)))
+                                      factor_versions=list(r.factor_versions),
+                                      catalogue_confidence=r.catalogue_confidence,
+                                      catalogue_source=r.catalogue_source))
 
 
 def _results(db: Db, period_spec: str, *, plant: str | None = None,
@@ -70,7 +88,8 @@ def _results(db: Db, period_spec: str, *, plant: str | None = None,
         region = principal.scope_region
     return period, unit_results(db.conn, period, region=region, plant=plant,
                                 catalogue=db.state.catalogue,
-                                edition=edition or db.state.default_edition)
+                                edition=edition, default_edition=db.state.default_edition,
+                                rules=db.state.settings.verdicts)
 
 
 def _plant_payload(plant: str, period: str, results: list[UnitResult]
@@ -168,6 +187,7 @@ def region_kpis(
         flagged_units=len(flagged),
         saving_potential_tce=sum(r.saving_potential_tce or 0.0 for r in flagged),
         energy_tce=sum(r.energy_kgce for r in results) / 1000.0,
-        co2_t=sum(r.co2_kg for r in results) / 1000.0,
+        co2_t=(None if any(r.co2_kg is None for r in results)
+               else sum(r.co2_kg or 0.0 for r in results) / 1000.0),
         completeness=(sum(r.completeness for r in results) / len(results)) if results else 0.0,
         areas=[schemas.AreaKpi(**k.__dict__) for k in area_kpis(results)])

@@ -53,7 +53,8 @@ def meter_out(row: queries.MeterRow) -> schemas.Meter:
         plant=row.plant, id=row.id, name=row.name, unit=row.unit, energy_type=row.energy_type,
         kind=row.kind, eng_unit=row.eng_unit, multiplier=row.multiplier,
         direction=row.direction, rollover_max=row.rollover_max, model=row.model,
-        interval_s=row.interval_s, installed_at=row.installed_at, updated_at=row.updated_at)
+        interval_s=row.interval_s, installed_at=row.installed_at, removed_at=row.removed_at,
+        updated_at=row.updated_at)
 
 
 # -- reads -------------------------------------------------------------------------------------
@@ -266,7 +267,9 @@ def put_meter(db: Db, plant: PlantCode, meter: MeterCode, body: schemas.MeterWri
         db.conn, plant_pk=p.pk, unit_pk=unit_pk, code=meter, name=body.name,
         energy_type=body.energy_type, kind=body.kind, eng_unit=body.eng_unit,
         multiplier=body.multiplier, direction=body.direction, rollover_max=body.rollover_max,
-        model=body.model, interval_s=body.interval_s, installed_at=body.installed_at).inserted
+        model=body.model, interval_s=body.interval_s, installed_at=body.installed_at,
+        removed_at=body.removed_at,
+        actor=f"token:{db.principal.token_id} ({db.principal.name})").inserted
     response.status_code = 201 if created else 200
     _refresh_ingest(db)
     row = queries.meter(db.conn, p.pk, meter)

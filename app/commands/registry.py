@@ -17,7 +17,7 @@ from collector.config import GatewayConfigError, is_gateway_data, load_gateway
 from core.exitcodes import EXIT_CONFIG, EXIT_OK
 from core.settings import Settings
 from fleet import Fleet, FleetError, load_fleet
-from fleet.checks import cross_check
+from fleet.checks import conversion_warnings, cross_check
 from fleet.registry import RegistryConflict, load_registry
 
 
@@ -70,6 +70,8 @@ def cmd_check_config(settings: Settings, args: argparse.Namespace) -> int:
     meters = sum(len(p.meters) for p in fleet.plants)
     print(f"{args.file}: valid fleet {fleet.fleet!r}: {len(fleet.regions)} regions, "
           f"{len(fleet.plants)} plants, {units} production units, {meters} meters")
+    for warning in conversion_warnings(fleet):
+        print(f"warning: {args.file}: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

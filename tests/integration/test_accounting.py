@@ -180,7 +180,9 @@ def test_region_kpis(migrated_db: str, example_fleet_path: Path) -> None:
     assert clinker.share_capacity_below_baseline == 0
     assert clinker.counts == {"at_benchmark": 1, "below_benchmark": 1}
     glass = next(r for r in results if r.unit == "float-1")
-    assert glass.status == "no_output"
+    # no data at all: not evaluable (never "no output", which needs complete data)
+    assert glass.status == "not_evaluable"
+    assert {r.code for r in glass.reasons} == {"meter_incomplete"}
 
 
 @pytest.mark.timescale
@@ -256,6 +258,7 @@ def test_declared_output_and_measured_calorific_value(migrated_db: str,
     with psycopg.connect(migrated_db) as conn:
         # kiln-2 without its clinker meter: output comes from a declared production record
         write_counter(conn, ids["k2-coal"], day, 96, 0.25)
+        write_counter(conn, ids["k2-elec"], day, 96, 1.0)      # x 60 CT: 5 760 kWh
         plant_id, unit_id = conn.execute(
             "SELECT p.id, u.id FROM production_units u JOIN plants p ON p.id = u.plant_id "
             "WHERE u.code = 'kiln-2'").fetchone()
@@ -269,10 +272,13 @@ def test_declared_output_and_measured_calorific_value(migrated_db: str,
     with psycopg.connect(migrated_db) as conn:
         (r,) = [x for x in unit_results(conn, parse_period("2026-10-08", SH),
                                         plant="jx-yujiang-cement") if x.unit == "kiln-2"]
-    # 96 x 0.25 t = 24 t = 24 000 kg x 23 000 kJ/kg / 29 307.6 kJ/kgce = 18 834.63 kgce
-    assert r.energy_kgce == pytest.approx(24_000 * 23_000 / 29_307.6)
-    assert r.output == 300
-    assert r.intensity == pytest.approx(24_000 * 23_000 / 29_307.6 / 300)
+    # 96 x 0.25 t = 24 t = 24 000 kg x 23 000 kJ/kg / 29 307.6 kJ/kgce = 18 834.63 kgce,
+    # plus 5 760 kWh x 0.1229 = 707.904 kgce
+    energy = 24_000 * 23_000 / 29_307.6 + 5_760 * 0.1229
+    assert r.energy_kgce == pytest.approx(energy)
+    assert (r.output, r.output_source) == (300, "declared")
+    assert [w.code for w in r.warnings] == ["production_meter_incomplete"]
+    assert r.intensity == pytest.approx(energy / 300)
 
 
 @pytest.mark.parametrize(("spec", "granularity"), [

@@ -19,7 +19,8 @@ from tests.integration.api_support import DAY, MONTH, SH, ApiEnv, api_env
 API = "/api/v1"
 FIELDS = ("status", "intensity", "intensity_unit", "benchmark", "baseline",
           "gap_to_benchmark_pct", "saving_potential_tce", "output", "energy_kgce",
-          "electricity_kwh", "co2_kg", "carbon_intensity", "estimated_share", "completeness")
+          "electricity_kwh", "co2_kg", "carbon_intensity", "estimated_share", "completeness",
+          "output_source", "metered_output", "declared_output", "estimated_output_share")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,10 @@ def same(api_unit: dict, result: object) -> None:
         else:
             assert got == want, name
     assert api_unit["energy_tce"] == pytest.approx(result.energy_kgce / 1000)  # type: ignore[attr-defined]
+    assert [r["code"] for r in api_unit["reasons"]] == [
+        r.code for r in result.reasons]  # type: ignore[attr-defined]
+    assert [m["completeness"] for m in api_unit["meters"]] == pytest.approx(
+        [m.completeness for m in result.meters])  # type: ignore[attr-defined]
     prov = api_unit["provenance"]
     assert prov["edition"] == result.edition  # type: ignore[attr-defined]
     assert prov["catalogue_version"] == result.catalogue_version  # type: ignore[attr-defined]
@@ -65,8 +70,8 @@ def test_plant_and_unit_intensity_equal_unit_results(env: ApiEnv, period: str) -
             one = env.get("admin", f"{API}/plants/{plant}/units/{code}/intensity",
                           period=period).json()
             same(one, result)
-    # the data holds every verdict the fleet was built for
-    statuses = {r.status for r in expected(env, MONTH)}
+    # the data holds every verdict the fleet was built for (on a complete day)
+    statuses = {r.status for r in expected(env, DAY)}
     assert {"at_benchmark", "below_benchmark", "below_baseline"} <= statuses
 
 
@@ -104,9 +109,9 @@ def test_plant_energy_equals_the_plant_rollup_view(env: ApiEnv) -> None:
 
 
 def test_flagged_units_and_regional_kpis(env: ApiEnv) -> None:
-    want = [r for r in expected(env, MONTH, region="360000")
+    want = [r for r in expected(env, DAY, region="360000")
             if r.status in ("below_benchmark", "below_baseline")]
-    body = env.get("regulator-jx", f"{API}/flagged", period=MONTH).json()
+    body = env.get("regulator-jx", f"{API}/flagged", period=DAY).json()
     assert body["count"] == len(want) > 0
     got = {(u["plant"], u["unit"]): u for u in body["data"]}
     for r in want:
@@ -114,31 +119,45 @@ def test_flagged_units_and_regional_kpis(env: ApiEnv) -> None:
     savings = [u["saving_potential_tce"] for u in body["data"]]
     assert savings == sorted(savings, reverse=True)
     # filters: status, area, region
-    only = env.get("admin", f"{API}/flagged", period=MONTH, status="below_baseline").json()
+    only = env.get("admin", f"{API}/flagged", period=DAY, status="below_baseline").json()
     assert only["data"] and all(u["status"] == "below_baseline" for u in only["data"])
-    cement = env.get("admin", f"{API}/flagged", period=MONTH, area="cement",
+    cement = env.get("admin", f"{API}/flagged", period=DAY, area="cement",
                      status=["at_benchmark", "below_benchmark", "below_baseline"]).json()
     assert {u["catalogue_key"] for u in cement["data"]} == {"cement/clinker"}
-    gx = env.get("admin", f"{API}/flagged", period=MONTH, region="450000").json()
+    gx = env.get("admin", f"{API}/flagged", period=DAY, region="450000").json()
     assert gx["data"] and {u["region"][:2] for u in gx["data"]} == {"45"}
     # pagination: limit 1 walks every flagged unit through `next` and the Link header
-    seen, url = [], f"{API}/flagged?period={MONTH}&limit=1"
+    seen, url = [], f"{API}/flagged?period={DAY}&limit=1"
     while url:
         r = env.client.get(url, headers=env.headers("admin"))
         page = r.json()
         seen += [(u["plant"], u["unit"]) for u in page["data"]]
         url = page["next"]
         assert (url is None) == ("link" not in r.headers)
-    everything = env.get("admin", f"{API}/flagged", period=MONTH).json()
+    everything = env.get("admin", f"{API}/flagged", period=DAY).json()
     assert seen == [(u["plant"], u["unit"]) for u in everything["data"]]
     # KPIs of a region = area_kpis over the same unit results
-    kpis = env.get("regulator-jx", f"{API}/regions/360000/kpis", period=MONTH).json()
-    results = expected(env, MONTH, region="360000")
+    kpis = env.get("regulator-jx", f"{API}/regions/360000/kpis", period=DAY).json()
+    results = expected(env, DAY, region="360000")
     assert kpis["units"] == len(results)
     for api_kpi, kpi in zip(kpis["areas"], area_kpis(results), strict=True):
         for name, value in kpi.__dict__.items():
             assert api_kpi[name] == (pytest.approx(value) if isinstance(value, float)
                                      else value), name
+
+
+def test_a_month_with_four_days_of_data_is_not_judged(env: ApiEnv) -> None:
+    # the data cover 29 October - 1 November: October is 10 % complete, so no unit is
+    # flagged and the KPIs put all capacity under "unknown", with the reasons
+    assert env.get("regulator-jx", f"{API}/flagged", period=MONTH).json()["count"] == 0
+    kpis = env.get("regulator-jx", f"{API}/regions/360000/kpis", period=MONTH).json()
+    assert kpis["areas"] and all(a["share_capacity_unknown"] == 1.0 for a in kpis["areas"])
+    unit = env.get("plant-cement", f"{API}/plants/jx-yujiang-cement/units/kiln-1/intensity",
+                   period=MONTH).json()
+    assert unit["status"] == "not_evaluable" and unit["intensity"] is None
+    assert {r["code"] for r in unit["reasons"]} == {"meter_incomplete"}
+    assert all(m["completeness"] < 0.15 for m in unit["meters"])
+    assert unit["meters"][0]["incomplete_days"][:2] == ["2026-10-01", "2026-10-02"]
 
 
 def test_meter_status_counts_the_readings(env: ApiEnv) -> None:

@@ -283,8 +283,8 @@ def test_api_on_timescaledb_equals_accounting(timescale_db: str) -> None:
 
     with api_env(timescale_db, backend="timescaledb") as e:
         with psycopg.connect(timescale_db) as conn:
-            want = {(r.plant, r.unit): r for r in unit_results(conn, parse_period(MONTH, SH))}
-        body = e.get("regulator-jx", f"{API}/flagged", period=MONTH,
+            want = {(r.plant, r.unit): r for r in unit_results(conn, parse_period(DAY, SH))}
+        body = e.get("regulator-jx", f"{API}/flagged", period=DAY,
                      status=["at_benchmark", "below_benchmark", "below_baseline"]).json()
         assert body["count"] > 0
         for u in body["data"]:

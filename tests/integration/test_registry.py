@@ -88,3 +88,55 @@ def test_cli_registry_load_without_schema_says_migrate(
     monkeypatch.setenv("ENERGYMON_DATABASE_URL", fresh_db)
     with pytest.raises(SystemExit, match="run `energymon migrate` first"):
         main(["registry", "load", str(example_fleet_path)])
+
+
+def test_a_changed_multiplier_keeps_history_and_a_declared_one_is_not_overruled(
+        migrated_db: str, example_fleet_path: Path, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from accounting.declared import add_multiplier_change
+    from accounting.store import Accountant
+    from tests.integration.test_accounting import write_counter
+
+    text = example_fleet_path.read_text()
+    assert "multiplier: 40, model: acrel_adl400}" in text      # f1-elec of the glass plant
+    changed = tmp_path / "fleet.yaml"
+    changed.write_text(text.replace("multiplier: 40, model: acrel_adl400}",
+                                    "multiplier: 80, model: acrel_adl400}"))
+    history = ("SELECT h.multiplier::float8, source, valid_from = '-infinity' FROM "
+               "meter_multipliers h JOIN meters m ON m.id = h.meter_id WHERE m.code = 'f1-elec' "
+               "ORDER BY valid_from")
+    current = "SELECT multiplier::float8 FROM meters WHERE code = 'f1-elec'"
+    with psycopg.connect(migrated_db) as conn:
+        load_registry(conn, load_fleet(example_fleet_path))
+        meter_id = conn.execute("SELECT id FROM meters WHERE code = 'f1-elec'").fetchone()[0]
+        # readings before the change: 2 kWh per 15 minutes on the register
+        now = datetime.now(UTC)
+        start = now.replace(minute=now.minute // 15 * 15, second=0, microsecond=0) \
+            - timedelta(hours=2)
+        write_counter(conn, meter_id, start, 4, 2.0)
+        conn.commit()
+        summary = load_registry(conn, load_fleet(changed))
+        assert any("multiplier 40 -> 80 from now on" in n for n in summary.notes)
+        assert conn.execute(history).fetchall() == [(40.0, "registry", True),
+                                                    (80.0, "registry load", False)]
+        assert conn.execute(current).fetchone() == (80.0,)
+        conn.commit()
+    # history is not rewritten: the readings before the change keep x40 (4 x 2 x 40)
+    Accountant(migrated_db).recompute([meter_id])
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("SELECT sum(quantity) FROM energy_intervals WHERE meter_id = %s",
+                            (meter_id,)).fetchone()[0] == pytest.approx(320.0)
+        # a declared change (a CT swap, after that load) is not overruled by a later load of
+        # an old file (the load's change is moved an hour back to leave room for it)
+        conn.execute("UPDATE meter_multipliers SET valid_from = valid_from - INTERVAL '1 hour' "
+                     "WHERE source = 'registry load'")
+        add_multiplier_change(conn, plant="jx-shangyou-glass", meter="f1-elec",
+                              valid_from=datetime.now(UTC) - timedelta(minutes=1),
+                              multiplier=120,
+                              source="CT 600/5 -> 3000/5", actor="test")
+        conn.commit()
+        summary = load_registry(conn, load_fleet(example_fleet_path))
+        assert any("from its declared history (kept" in n for n in summary.notes)
+        assert conn.execute(current).fetchone() == (120.0,)
+        assert [r[0] for r in conn.execute(history)] == [40.0, 80.0, 120.0]

@@ -82,7 +82,8 @@ def test_interval_meter_places_value_in_interval_ending_at_ts() -> None:
 @st.composite
 def counter_histories(draw):
     """True consumption per interval, and the readings a real register would show, with
-    rollovers, resets to zero (declared or not) and gaps."""
+    rollovers, resets to zero (declared or not) and gaps; also the number of undeclared
+    resets."""
     modulus = draw(st.sampled_from([None, 10_000.0, 65_536.0, 1e8]))
     n = draw(st.integers(min_value=2, max_value=120))
     # at most 40 per interval: no span between kept readings advances half a modulus
@@ -110,29 +111,39 @@ def counter_histories(draw):
             if declared:
                 replacements.append(Replacement(i * Q + 1, register, 0.0))
             else:
-                # what an undeclared reset loses is what the old register counted after the
-                # last reading before it (module docstring, rule 4): that reading must exist
+                # the old register counted nothing after the last reading before the reset:
+                # that reading must exist, so the true delta of the span is the new
+                # register's count (rule 5 estimates the lost part from the typical rate)
                 must_keep.add(i)
             register = 0.0  # the new register starts right after this reading
     # gaps: drop interior readings (never the first or last)
     keep = [True] + [draw(st.floats(0, 1)) < keep_prob or i in must_keep
                      for i in range(1, n)] + [True]
     samples = [Sample(t, v) for t, v, k in zip(times, values, keep, strict=True) if k]
-    return samples, modulus, replacements, true_total
+    return samples, modulus, replacements, true_total, len(must_keep)
 
 
 @settings(max_examples=int(os.environ.get("ENERGYMON_HYPOTHESIS_EXAMPLES", "300")), deadline=None)
 @given(counter_histories())
 def test_counter_energy_is_non_negative_and_sums_to_truth(history) -> None:
-    samples, modulus, replacements, true_total = history
+    samples, modulus, replacements, true_total, undeclared = history
     result = counter_intervals(samples, interval_s=Q, modulus=modulus,
                                replacements=replacements)
     assert all(i.quantity >= 0 for i in result.intervals)
     assert all(0 <= i.estimated <= i.quantity + 1e-9 for i in result.intervals)
     total = sum(i.quantity for i in result.intervals)
-    assert total == pytest.approx(true_total, rel=1e-9, abs=1e-6)
+    estimated = sum(i.estimated for i in result.intervals)
+    if not undeclared:
+        assert total == pytest.approx(true_total, rel=1e-9, abs=1e-6)
+    else:
+        # an undeclared reset estimates what the old register counted after the last
+        # reading from the typical rate: never less than the truth, and the excess is
+        # estimated (rule 5)
+        assert true_total - 1e-6 <= total <= true_total + estimated + 1e-6
     # no single interval can exceed what the register could advance in the whole history
-    assert max((i.quantity for i in result.intervals), default=0) <= true_total + 1e-6
+    # (plus what was estimated)
+    assert (max((i.quantity for i in result.intervals), default=0)
+            <= true_total + estimated + 1e-6)
 
 
 @settings(max_examples=int(os.environ.get("ENERGYMON_HYPOTHESIS_EXAMPLES", "200")), deadline=None)

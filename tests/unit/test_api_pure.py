@@ -64,17 +64,19 @@ def test_bearer_header_accepts_a_token() -> None:
 
 def test_principal_scope_settings() -> None:
     plant = Principal(1, "p", Role.PLANT, "jx-yujiang-cement", None, frozenset({7}))
-    assert plant.settings() == ("off", "7", "off")
+    assert plant.settings() == ("off", "7", "off", "on")
     assert plant.sees_plant(7) and not plant.sees_plant(8)
     assert plant.may_push(7) and not plant.may_push(8)
+    assert plant.may_declare and not plant.may_write_registry
     regulator = Principal(2, "r", Role.REGULATOR, None, "360000", frozenset({3, 1}))
-    assert regulator.settings() == ("off", "1,3", "off") and not regulator.may_push(1)
+    assert regulator.settings() == ("off", "1,3", "off", "off") and not regulator.may_push(1)
     nobody = Principal(3, "r", Role.REGULATOR, None, "999999", frozenset())
-    assert nobody.settings() == ("off", "", "off") and not nobody.sees_plant(1)
+    assert nobody.settings() == ("off", "", "off", "off") and not nobody.sees_plant(1)
     admin = Principal(4, "a", Role.ADMIN, None, None, None)
-    assert admin.settings() == ("on", "", "on") and admin.sees_plant(12345)
+    assert admin.settings() == ("on", "", "on", "on") and admin.sees_plant(12345)
     auditor = Principal(5, "a", Role.AUDITOR, None, None, None)
-    assert auditor.settings() == ("on", "", "off") and not auditor.may_write_registry
+    assert auditor.settings() == ("on", "", "off", "off") and not auditor.may_write_registry
+    assert not auditor.may_declare and not regulator.may_declare and admin.may_declare
 
 
 # -- rate limiting -----------------------------------------------------------------------------

@@ -67,3 +67,47 @@ def test_uscc_check_character_matches_published_codes(code: str) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FleetError, match="cannot read file"):
         load_fleet(tmp_path / "nope.yaml")
+
+
+def _mini_fleet(**meter: object) -> dict[str, object]:
+    return {"fleet": "x", "regions": [{"code": "360000", "name": "J", "level": "province"}],
+            "plants": [{"id": "p1", "uscc": "91360622MA35CEM01A", "name": "P",
+                        "region": "360000", "industry": "c", "energy_class": "ge_10000_tce",
+                        "key_unit": True,
+                        "units": [{"id": "kiln-1", "name": "k", "product": "clinker",
+                                   "product_unit": "t", "design_capacity": 1,
+                                   "capacity_unit": "t/d"}],
+                        "meters": [{"id": "m1", "name": "m", "energy_type": "electricity",
+                                    "kind": "counter", "eng_unit": "kWh", **meter}]}]}
+
+
+def test_check_config_warns_about_meters_that_need_a_measured_calorific_value(
+        example_fleet_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from fleet.checks import conversion_warnings
+
+    assert conversion_warnings(load_fleet(example_fleet_path)) == []
+    data = _mini_fleet(energy_type="coke_oven_gas", eng_unit="m3", unit="kiln-1")
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert main(["check-config", str(path)]) == 0          # valid: a warning, not an error
+    err = capsys.readouterr().err
+    assert "warning:" in err and "plant 'p1' > meter 'm1'" in err
+    assert "energymon declare calorific-value --plant p1 --energy-type coke_oven_gas" in err
+    assert "unit 'kiln-1' is not evaluable" in err
+
+
+def test_service_dates_and_rollover_step_are_validated() -> None:
+    for meter, field in [
+        ({"installed_at": "2026-01-02T00:00+08:00", "removed_at": "2026-01-01T00:00+08:00"},
+         "'removed_at'"),
+        ({"removed_at": "2026-01-01T00:00"}, "removed_at"),
+        ({"rollover_step": 0.1}, "'rollover_step'"),
+    ]:
+        with pytest.raises(FleetError) as info:
+            parse_fleet(_mini_fleet(**meter), "inline")
+        assert field in " ".join(info.value.problems)
+    parse_fleet(_mini_fleet(installed_at="2026-01-01T00:00+08:00",
+                            removed_at="2026-06-01T00:00+08:00", rollover_max=99_999_999,
+                            rollover_step=1), "inline")

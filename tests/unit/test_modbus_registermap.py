@@ -21,6 +21,7 @@ from modbus.registermap import (
     RegisterMapError,
     Table,
     available_models,
+    counter_rollover,
     load_register_map,
     parse_register_map,
 )
@@ -245,6 +246,114 @@ def test_bit_fields_share_a_register() -> None:
 def test_rollover_width_resolves_to_register_max() -> None:
     f = load_register_map("acrel_adl400").field("energy_import")
     assert f.rollover_raw == 2**32 - 1
+
+
+# --------------------------------------------------------------------------- counter_rollover
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        # uint32, rollover: width, scale 0.01 kWh: (2**32 - 1) × 0.01
+        ("acrel_adl400", (42_949_672.95, 0.01)),
+        # uint32, rollover: width, scale 0.1 t
+        ("generic_flow_totaliser", (429_496_729.5, 0.1)),
+        # the counter with a rollover takes its exponent from a scale register: run time only
+        ("generic_belt_scale", None),
+        # float counters without a declared rollover
+        ("chint_dtsu666", None),
+        ("eastron_sdm630", None),
+    ],
+)
+def test_counter_rollover_of_shipped_maps(
+    model: str, expected: tuple[float, float] | None
+) -> None:
+    assert counter_rollover(model) == expected
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_counter_rollover_wraps_on_a_whole_number_of_steps(model: str) -> None:
+    found = counter_rollover(model)
+    if found is None:
+        return
+    largest, step = found
+    assert largest > 0 and step > 0
+    steps = (largest + step) / step
+    assert steps == pytest.approx(round(steps), rel=1e-12)
+
+
+def _counter_map(tmp_path: Path, *fields: dict[str, Any]) -> str:
+    data = copy.deepcopy(BASE)
+    data["fields"] = [*fields, _field(data, "voltage")]
+    return str(_write(tmp_path, data))
+
+
+_COUNTER: dict[str, Any] = {
+    "name": "energy",
+    "address": 10,
+    "dtype": "uint32",
+    "unit": "kWh",
+    "quantity": "energy_import",
+    "kind": "counter",
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        # explicit declared maximum (an 8-digit display), fixed exponent
+        ({"rollover": 99_999_999, "scale_exponent": -1}, (9_999_999.9, 0.1)),
+        # offset is ignored; scale and exponent multiply
+        ({"rollover": 999_999, "scale": 2, "scale_exponent": -3, "offset": 5}, (1999.998, 0.002)),
+        # width of a 16-bit register, unscaled
+        ({"dtype": "uint16", "rollover": "width"}, (65_535.0, 1.0)),
+        # width of a signed type: all 2**bits patterns, as for unsigned
+        ({"dtype": "int32", "rollover": "width", "scale": 0.01}, (42_949_672.95, 0.01)),
+        # a float register has no step
+        ({"dtype": "float32", "rollover": 9_999_999.9}, (9_999_999.9, 0.0)),
+        # no rollover declared
+        ({}, None),
+    ],
+)
+def test_counter_rollover_of_a_map_file(
+    tmp_path: Path, changes: dict[str, Any], expected: tuple[float, float] | None
+) -> None:
+    found = counter_rollover(_counter_map(tmp_path, {**_COUNTER, **changes}))
+    if expected is None:
+        assert found is None
+    else:
+        assert found == pytest.approx(expected, rel=1e-15)
+
+
+def test_counter_rollover_takes_the_first_counter_that_declares_one(tmp_path: Path) -> None:
+    path = _counter_map(
+        tmp_path,
+        {**_COUNTER, "name": "no_wrap"},
+        {"name": "rate", "address": 20, "dtype": "float32", "unit": "kW",
+         "quantity": "active_power", "kind": "instantaneous"},
+        {**_COUNTER, "name": "first", "address": 30, "quantity": "energy_export",
+         "rollover": 9_999, "scale": 0.1},
+        {**_COUNTER, "name": "second", "address": 40, "quantity": "energy_total",
+         "rollover": "width"},
+    )
+    assert counter_rollover(path) == pytest.approx((999.9, 0.1))
+
+
+def test_counter_rollover_with_a_scale_register_is_unknown(tmp_path: Path) -> None:
+    path = _counter_map(
+        tmp_path,
+        {**_COUNTER, "rollover": 999_999, "scale_register": "decimals"},
+        {"name": "decimals", "address": 20, "dtype": "int16", "quantity": "scale_factor",
+         "kind": "instantaneous"},
+        {**_COUNTER, "name": "later", "address": 30, "quantity": "energy_total",
+         "rollover": "width"},
+    )
+    assert counter_rollover(path) is None
+
+
+def test_counter_rollover_of_an_unknown_model() -> None:
+    with pytest.raises(RegisterMapError, match="unknown model"):
+        counter_rollover("no_such_meter")
 
 
 # --------------------------------------------------------------------------- validation

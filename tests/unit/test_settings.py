@@ -113,3 +113,20 @@ def test_cli_flags_override_the_ingest_section(tmp_path: Path) -> None:
     assert options.config.batch_size == 700           # the flag
     assert options.config.flush_interval == 0.5       # the setting
     assert options.receive_maximum == 20_000          # the default
+
+
+def test_verdict_rules_from_file_and_environment(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "energymon.yaml"
+    path.write_text("verdicts: {editions: {cement: 2021}, max_estimated_energy_share: 0.05}\n")
+    monkeypatch.setenv("ENERGYMON_CONFIG", str(path))
+    monkeypatch.setenv("ENERGYMON_VERDICTS_METER_MIN_COMPLETENESS", "0.95")
+    rules = Settings().verdicts
+    assert rules.meter_min_completeness == 0.95
+    assert rules.max_estimated_energy_share == 0.05
+    assert rules.editions == {"cement": 2021}
+    assert Settings(verdicts={}).verdicts.day_min_completeness == 0.9     # the default
+    with pytest.raises(ValidationError, match="implausible edition"):
+        Settings(verdicts={"editions": {"cement": 1999}})
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        Settings(verdicts={"meter_min_completeness": 1.5})
