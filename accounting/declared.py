@@ -67,9 +67,13 @@ OPEN_END = datetime(9999, 1, 1, tzinfo=UTC)
 #: a replacement's recompute range: this much either side of its ts
 REPLACEMENT_MARGIN = timedelta(days=1)
 MAX_TEXT = 500
-YEAR_MIN, YEAR_MAX = 1900, 2200            # any timestamp
+YEAR_MIN, YEAR_MAX = 2000, 2100            # any timestamp (monitoring data, not history)
 GRID_YEARS = (2000, 2100)                  # plant_grid_factors.year
 GRID_FACTOR_MAX = 2.0                      # kgCO2/kWh; real grids are about 0.1 .. 1.2
+QUANTITY_MAX = 1e12          # t (or the unit's product unit) in one record
+REGISTER_MAX = 1e18          # a register value
+MULTIPLIER_MIN = 1e-6
+RESERVED_SOURCES = ("registry", "registry load")   # fleet.registry.REGISTRY_SOURCES
 MULTIPLIER_MAX = Decimal("1e9")
 PLAUSIBLE = 10.0   # a measured coefficient within 1/10 .. 10 x the table's value or range
 FUTURE_SLACK = timedelta(minutes=5)        # clock skew allowed for "not in the future"
@@ -438,7 +442,7 @@ def add_production_record(
     now = now or datetime.now(UTC)
     where = _where(plant, unit=unit)
     who = _required_text(where, "actor", actor)
-    amount = _number(where, "quantity", quantity, minimum=0)
+    amount = _number(where, "quantity", quantity, minimum=0, below=QUANTITY_MAX)
     src = _required_text(where, "source", source)
     given_unit = _text(where, "quantity_unit", quantity_unit, required=False)
     kind = Kind.PRODUCTION_RECORD
@@ -625,8 +629,8 @@ def add_meter_replacement(
     who = _required_text(where, "actor", actor)
     at = _instant(where, "ts", ts)
     _not_future(where, "ts", at, now, "declare a replacement once it has happened")
-    final = _number(where, "old_final", old_final, minimum=0)
-    initial = _number(where, "new_initial", new_initial, minimum=0)
+    final = _number(where, "old_final", old_final, minimum=0, below=REGISTER_MAX)
+    initial = _number(where, "new_initial", new_initial, minimum=0, below=REGISTER_MAX)
     remark = _text(where, "note", note, required=False)
     kind = Kind.METER_REPLACEMENT
     with conn.transaction():
@@ -693,6 +697,8 @@ def _multiplier(where: str, value: object) -> Decimal:
                     "CT ratio x PT ratio, e.g. 600/5 x 1 = 120")
     if number > MULTIPLIER_MAX:
         raise _fail(where, "multiplier", f"must be at most {MULTIPLIER_MAX:g} (got {number})")
+    if number < MULTIPLIER_MIN:
+        raise _fail(where, "multiplier", f"must be at least {MULTIPLIER_MIN:g} (got {number})")
     return number
 
 
@@ -715,6 +721,9 @@ def add_multiplier_change(
     ratio = _multiplier(where, multiplier)
     since = _instant(where, "valid_from", valid_from)
     src = _required_text(where, "source", source)
+    if src.strip().lower() in RESERVED_SOURCES:
+        raise _fail(where, "source", f"{src!r} is reserved for the registry's own rows; say "
+                    "what changed (e.g. 'CT 300/5 -> 600/5, work order 1234')")
     kind = Kind.METER_MULTIPLIER
     with conn.transaction():
         plant_id = _plant_id(conn, plant)

@@ -46,10 +46,11 @@ fetches their input.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 
@@ -223,9 +224,10 @@ def _pct(x: float) -> str:
 # -- sufficiency --------------------------------------------------------------------------------
 
 @lru_cache(maxsize=64)
-def _local_days(period: Period) -> list[tuple[date, datetime, datetime]]:
-    """(local date, start, end) of every local day of the period (aware datetimes); cached,
-    as every meter of a verdict run walks the same days."""
+def _local_days(period: Period) -> tuple[tuple[str, float, float], ...]:
+    """(local date, start, end) of every local day of the period, the bounds as epoch
+    seconds (a DST day is 23 or 25 hours long); cached, as every meter of a verdict run walks
+    the same days."""
     tz = period.start.tzinfo
     out = []
     day = period.start.date()
@@ -235,9 +237,9 @@ def _local_days(period: Period) -> list[tuple[date, datetime, datetime]]:
             break
         nxt = day + timedelta(days=1)
         end = min(datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz), period.end)
-        out.append((day, max(start, period.start), end))
+        out.append((day.isoformat(), max(start, period.start).timestamp(), end.timestamp()))
         day = nxt
-    return out
+    return tuple(out)
 
 
 def _seconds(lo: datetime, hi: datetime) -> float:
@@ -245,26 +247,37 @@ def _seconds(lo: datetime, hi: datetime) -> float:
     return (hi.astimezone(UTC) - lo.astimezone(UTC)).total_seconds()
 
 
+@lru_cache(maxsize=64)
+def _day_labels(period: Period) -> dict[float, str]:
+    """Local midnight (epoch seconds, as the daily rollup buckets are) -> local date."""
+    return {lo: day for day, lo, _ in _local_days(period)}
+
+
+def _day_of(bucket: datetime, tz: tzinfo | None) -> str:
+    return bucket.astimezone(tz).date().isoformat()
+
+
 def sufficiency(meter: UnitMeterTotals, days: Sequence[MeterDay], period: Period,
                 now: datetime, rules: VerdictSettings, role: str,
                 issues: Sequence[ConversionIssue] = ()) -> MeterSufficiency:
     """One meter's completeness over ``period``, per local day (see the module docstring)."""
     interval = float(meter.interval_s)
-    due = now - timedelta(seconds=meter.interval_s)   # the running interval is not due yet
-    received_by_day: dict[date, float] = defaultdict(float)
+    due = now.timestamp() - interval                   # the running interval is not due yet
+    if meter.removed_at is not None:
+        due = min(due, meter.removed_at.timestamp())
+    since = meter.installed_at.timestamp() if meter.installed_at is not None else -math.inf
+    received_by_day: dict[str, float] = defaultdict(float)
     tz = period.start.tzinfo
+    label = _day_labels(period)
     for d in days:
-        received_by_day[d.day.astimezone(tz).date()] += d.readings
+        key = label.get(d.day.timestamp())
+        received_by_day[key if key is not None else _day_of(d.day, tz)] += d.readings
     expected = received = 0.0
     n_days = complete = 0
     incomplete: list[str] = []
+    threshold = rules.day_min_completeness
     for day, lo, hi in _local_days(period):
-        if meter.installed_at is not None:
-            lo = max(lo, meter.installed_at)
-        hi = min(hi, due)
-        if meter.removed_at is not None:
-            hi = min(hi, meter.removed_at)
-        seconds = _seconds(lo, hi)
+        seconds = min(hi, due) - max(lo, since)
         if seconds <= 0:
             continue
         exp = seconds / interval
@@ -273,10 +286,10 @@ def sufficiency(meter: UnitMeterTotals, days: Sequence[MeterDay], period: Period
         received += got
         if exp >= 1:
             n_days += 1
-            if got >= rules.day_min_completeness * exp:
+            if got >= threshold * exp:
                 complete += 1
             else:
-                incomplete.append(day.isoformat())
+                incomplete.append(day)
     share = meter.estimated / meter.quantity if meter.quantity > 0 else 0.0
     return MeterSufficiency(
         meter=meter.meter_code, kind=meter.kind, role=role, expected=expected,

@@ -37,6 +37,11 @@ class Principal:
         return f"token:{self.token_id}"
 
     @property
+    def actor(self) -> str:
+        """Who this is in the audit of declared data (``energymon.actor``)."""
+        return f"token:{self.token_id} ({self.name})"
+
+    @property
     def sees_all(self) -> bool:
         return self.plant_ids is None
 
@@ -100,7 +105,10 @@ def authenticate(conn: psycopg.Connection, secret: str, *, statement_timeout_ms:
     """
     row = conn.execute(
         "SELECT a.*, set_config('statement_timeout', %s, true), "
-        "set_config('TimeZone', %s, true) FROM energymon_api_authenticate(%s) a",
+        "set_config('TimeZone', %s, true), "
+        # who writes declared data (the database stamps it on the rows and the audit log)
+        "set_config('energymon.actor', 'token:' || a.token_id || ' (' || a.token_name || ')', "
+        "true) FROM energymon_api_authenticate(%s) a",
         (str(statement_timeout_ms), timezone, hash_secret(secret))).fetchone()
     invalid = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
     if row is None:

@@ -54,8 +54,10 @@ def set_scope(conn: psycopg.Connection, principal: Principal, statement_timeout_
         "set_config('energymon.scope_plants', %s, true), "
         "set_config('energymon.scope_write', %s, true), "
         "set_config('energymon.scope_declare', %s, true), "
+        "set_config('energymon.actor', %s, true), "
         "set_config('statement_timeout', %s, true), set_config('TimeZone', %s, true)",
-        (scope_all, plants, write, declare, str(statement_timeout_ms), timezone))
+        (scope_all, plants, write, declare, principal.actor, str(statement_timeout_ms),
+         timezone))
 
 
 class Database:

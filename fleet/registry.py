@@ -111,6 +111,16 @@ SELECT id, now(), %(multiplier)s, 'registry load', %(actor)s FROM meter
 ON CONFLICT (meter_id, valid_from) DO UPDATE SET multiplier = EXCLUDED.multiplier
 """
 
+# the change goes to the audit of declared data like a declared one (kind meter_multiplier)
+_MULTIPLIER_LOG = """
+INSERT INTO declared_input_log (actor, plant_id, kind, action, key, old, new)
+SELECT %(actor)s, p.id, 'meter_multiplier', 'insert',
+       jsonb_build_object('plant', p.code, 'meter', %(code)s::text, 'valid_from', now()),
+       jsonb_build_object('multiplier', %(old)s::numeric),
+       jsonb_build_object('multiplier', %(multiplier)s::numeric, 'source', 'registry load')
+FROM plants p WHERE p.id = %(plant)s
+"""
+
 
 class Upserted(NamedTuple):
     """The row an upsert wrote: its primary key, and whether it was inserted (not updated)."""
@@ -172,8 +182,10 @@ def upsert_meter(conn: psycopg.Connection, *, plant_pk: int, unit_pk: int | None
                     f"multiplier`)")
             multiplier = Decimal(current[0])
         else:
-            conn.execute(_MULTIPLIER_HISTORY, {"plant": plant_pk, "code": code,
-                                               "multiplier": multiplier, "actor": actor})
+            params = {"plant": plant_pk, "code": code, "multiplier": multiplier,
+                      "old": current[0], "actor": actor}
+            conn.execute(_MULTIPLIER_HISTORY, params)
+            conn.execute(_MULTIPLIER_LOG, params)
             note = (f"meter {code!r}: multiplier {current[0]} -> {multiplier} from now on "
                     "(history kept)")
     row = _upsert(conn, _METER, (plant_pk, unit_pk, code, name, energy_type, kind, eng_unit,

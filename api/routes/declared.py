@@ -14,6 +14,7 @@ for plants in scope (migration 0031).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
@@ -88,12 +89,11 @@ def _body(model: type[M], raw: bytes) -> M:
 
 
 def _year(text: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise Problem(422, "invalid-request", f"path parameter year: {text!r} is not a year "
-                      "(2000..2100)", errors=[{"location": "path parameter year",
-                                              "message": "not a whole year"}]) from None
+    if re.fullmatch(r"[0-9]{4}", text, flags=re.ASCII):
+        return int(text)
+    raise Problem(422, "invalid-request", f"path parameter year: {text!r} is not a year "
+                  "(2000..2100)", errors=[{"location": "path parameter year",
+                                          "message": "not a whole year"}])
 
 
 def _overlap() -> dict[int | str, dict[str, Any]]:
@@ -126,7 +126,7 @@ def _location(field: str) -> str:
 def _write(db: Db, write: Callable[..., Declared[R]], **kwargs: Any) -> Declared[R]:
     """``write`` with the principal as actor and the API's recompute queue; its errors as
     problem documents naming the field."""
-    actor = f"token:{db.principal.token_id} ({db.principal.name})"
+    actor = db.principal.actor
     try:
         return write(db.conn, actor=actor, queue=queue_via_api, **kwargs)
     except DeclaredInputError as exc:

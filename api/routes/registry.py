@@ -269,7 +269,7 @@ def put_meter(db: Db, plant: PlantCode, meter: MeterCode, body: schemas.MeterWri
         multiplier=body.multiplier, direction=body.direction, rollover_max=body.rollover_max,
         model=body.model, interval_s=body.interval_s, installed_at=body.installed_at,
         removed_at=body.removed_at,
-        actor=f"token:{db.principal.token_id} ({db.principal.name})").inserted
+        actor=db.principal.actor).inserted
     response.status_code = 201 if created else 200
     _refresh_ingest(db)
     row = queries.meter(db.conn, p.pk, meter)

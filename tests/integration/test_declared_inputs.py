@@ -555,7 +555,8 @@ def test_rows_entered_before_the_migration_keep_null_audit_columns(
         conn.execute("INSERT INTO plant_grid_factors (plant_id, year, kgco2_per_kwh, source) "
                      "VALUES (%s, 2024, 0.5, 'old')", (plant,))
     monkeypatch.setattr(migrator, "available_migrations", every)
-    assert migrate(fresh_db, backend="postgres").applied == ["0031_declared_inputs"]
+    assert migrate(fresh_db, backend="postgres").applied == ["0031_declared_inputs",
+                                                          "0032_declared_integrity"]
     assert q(fresh_db, "SELECT entered_by, entered_at FROM plant_grid_factors") == [(None, None)]
     with psycopg.connect(fresh_db) as conn:
         conn.execute("INSERT INTO plant_grid_factors (plant_id, year, kgco2_per_kwh, source) "
@@ -686,6 +687,82 @@ def test_row_level_security_backstop_timescaledb(timescale_db: str,
     (backend,), = q(timescale_db, "SELECT value FROM energymon_meta WHERE key = 'backend'")
     assert backend == "timescaledb"
     check_backstop(timescale_db, make_tokens(timescale_db))
+
+
+def _as_api(url: str, secret: str, *statements: tuple[str, tuple[Any, ...]]) -> Any:
+    """Run ``statements`` as the API role the way a request does (scope and actor from the
+    token) and COMMIT; returns None, or the exception (deferred checks raise at commit)."""
+    with psycopg.connect(url) as conn:
+        conn.execute("SET ROLE energymon_api")
+        conn.execute("SELECT set_config('energymon.actor', 'token:' || a.token_id || ' (' || "
+                     "a.token_name || ')', true) FROM energymon_api_authenticate(%s) a",
+                     (hash_secret(secret),))
+        try:
+            for statement, params in statements:
+                conn.execute(statement, params)  # type: ignore[arg-type]
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            return exc
+    return None
+
+
+def test_the_database_enforces_what_the_writer_checks(env: ApiEnv) -> None:
+    """Application mistakes under the API role cannot store non-finite numbers, overlapping
+    records, declared rows without their audit row, or a chosen actor or time."""
+    url, plant_token = env.url, env.tokens["plant-cement"]
+    (cement,), = q(url, "SELECT id FROM plants WHERE code = %s", CEMENT)
+    (k1,), = q(url, "SELECT id FROM meters WHERE plant_id = %s AND code = 'k1-elec'", cement)
+    (kiln,), = q(url, "SELECT id FROM production_units WHERE plant_id = %s AND code = 'kiln-1'",
+                 cement)
+    log_row = ("INSERT INTO declared_input_log (actor, at, plant_id, kind, action, key, new) "
+               "VALUES ('cli:root', '2020-01-01+08', %s, %s, 'insert', '{}', '{}')")
+    before = counts(url)
+    # NaN and infinity pass "> 0" in PostgreSQL; the bounds refuse them
+    for statement in [
+        ("INSERT INTO meter_multipliers (meter_id, valid_from, multiplier, source, entered_by) "
+         "VALUES (%s, '-infinity', 'NaN', 'x', 'x')", (k1,)),
+        ("INSERT INTO production_records (unit_id, period_start, period_end, quantity, "
+         "source) VALUES (%s, '2026-10-01+08', '2026-11-01+08', 'Infinity', 'x')", (kiln,)),
+        ("INSERT INTO meter_replacements (meter_id, ts, old_final, new_initial) VALUES "
+         "(%s, '2026-10-30+08', -1, 0)", (k1,)),
+        ("INSERT INTO plant_grid_factors (plant_id, year, kgco2_per_kwh, source) VALUES "
+         "(%s, 2025, 'NaN', 'x')", (cement,)),
+    ]:
+        assert isinstance(_as_api(url, plant_token, statement), psycopg.errors.CheckViolation)
+    # a declared row without its audit row: refused at commit
+    record = ("INSERT INTO production_records (unit_id, period_start, period_end, quantity, "
+              "source, entered_by, entered_at) VALUES (%s, '2026-10-01+08', '2026-11-01+08', "
+              "100, 'x', 'token:9 (admin)', '2001-01-01+08')", (kiln,))
+    denied = _as_api(url, plant_token, record)
+    assert isinstance(denied, psycopg.errors.IntegrityConstraintViolation), denied
+    assert "without its declared_input_log row" in str(denied)
+    assert counts(url) == before
+    # with its audit row: stored, but who and when are the database's, not the writer's
+    assert _as_api(url, plant_token, record, (log_row, (cement, "production_record"))) is None
+    me = actor(url, "plant-cement")
+    (entered_by, entered_at), = q(url, "SELECT entered_by, entered_at FROM production_records")
+    assert entered_by == me and entered_at.year >= 2026
+    (logged_by, logged_at), = q(url, "SELECT actor, at FROM declared_input_log")
+    assert logged_by == me and logged_at.year >= 2026
+    # an overlapping record is refused whoever writes it (here the owner, past the writer)
+    with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.ExclusionViolation):
+        conn.execute("INSERT INTO production_records (unit_id, period_start, period_end, "
+                     "quantity, source) VALUES (%s, '2026-10-15+08', '2026-11-15+08', 1, 'x')",
+                     (kiln,))
+
+
+def test_the_writer_refuses_reserved_sources_and_odd_years(env: ApiEnv) -> None:
+    before = counts(env.url)
+    r = post(env, "plant-cement", f"/plants/{CEMENT}/meters/k1-elec/multipliers",
+             {"valid_from": "2026-11-01T00:00:00+08:00", "multiplier": 2,
+              "source": "registry load"})
+    refused(env, r, 422, "source", before)
+    for year in ("２０２５", "2_025", "25"):
+        r = put(env, "plant-cement", f"/plants/{CEMENT}/grid-factors/{year}",
+                {"kgco2_per_kwh": 0.5, "source": "x"})
+        assert r.status_code == 422 and "year" in r.json()["detail"], (year, r.text)
+    assert counts(env.url) == before
 
 
 # -- end to end: declared data changes the verdict -----------------------------------------------

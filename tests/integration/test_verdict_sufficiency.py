@@ -9,6 +9,7 @@ kiln-2 60 kWh (1 kWh x CT 60), 0.25 t coal, 2.5 t clinker (74.4 kgce/t, at bench
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ from accounting.judge import UnitResult
 from accounting.periods import parse_period
 from accounting.store import Accountant
 from accounting.verdicts import unit_results
+from app.cli import main
 from fleet.registry import upsert_meter
 from tests.integration.test_accounting import SH, setup_db, write_counter
 
@@ -52,7 +54,9 @@ def assert_kiln2_judged(results: dict[str, UnitResult]) -> None:
     assert kiln2.intensity == pytest.approx((96 * 60 * 0.1229 + 24_000 * 0.7143) / 240)
 
 
-def test_a_dead_coal_scale(migrated_db: str, example_fleet_path: Path) -> None:
+def test_a_dead_coal_scale(migrated_db: str, example_fleet_path: Path,
+                           monkeypatch: pytest.MonkeyPatch,
+                           capsys: pytest.CaptureFixture[str]) -> None:
     ids = setup_db(migrated_db, example_fleet_path)
     write(migrated_db, ids, {"k1-elec": 100.0, "k1-clinker": 5.0, **KILN2})
     Accountant(migrated_db).recompute()
@@ -64,6 +68,17 @@ def test_a_dead_coal_scale(migrated_db: str, example_fleet_path: Path) -> None:
     assert kiln1.reasons[0].value == 0.0 and kiln1.reasons[0].days == ("2026-10-08",)
     assert kiln1.completeness == pytest.approx(2 / 3)   # 2 of 3 meter-days complete
     assert_kiln2_judged(results)
+    # the CLI says why, under the table; the JSON carries the reasons
+    monkeypatch.setenv("ENERGYMON_DATABASE_URL", migrated_db)
+    assert main(["verdicts", "--period", "2026-10-08", "--plant", "jx-yujiang-cement"]) == 0
+    out = capsys.readouterr().out
+    assert "Why (data sufficiency" in out
+    assert ("jx-yujiang-cement/kiln-1: energy meter k1-coal sent no readings in the period "
+            "(96 expected) (2026-10-08)") in out
+    assert main(["verdicts", "--period", "2026-10-08", "--format", "json"]) == 0
+    units = {u["unit"]: u for u in json.loads(capsys.readouterr().out)["units"]}
+    assert units["kiln-1"]["reasons"][0]["code"] == "meter_incomplete"
+    assert units["kiln-1"]["meters"][1]["meter"] == "k1-coal"
 
 
 def test_dead_energy_meters_beside_a_live_production_meter(migrated_db: str,

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accounting.judge import (
     AreaKpi,
@@ -768,3 +771,40 @@ def test_a_measured_calorific_value_is_never_backdated() -> None:
     coal = Converter().meter_factors("raw_coal", "t", "360622", [(valid_from, 23_000.0)])
     assert coal.kgce_per_unit(valid_from.timestamp() - 1) == pytest.approx(714.3)
     assert coal.kgce_per_unit(valid_from.timestamp()) == pytest.approx(23_000_000 / 29_307.6)
+
+
+# -- the property: no verdict from insufficient data ------------------------------------------
+
+@settings(max_examples=int(os.environ.get("ENERGYMON_HYPOTHESIS_EXAMPLES", "200")),
+          deadline=None)
+@given(
+    daily=st.lists(st.lists(st.floats(0, 200), min_size=7, max_size=7), min_size=1,
+                   max_size=4),
+    output_days=st.lists(st.floats(0, 200), min_size=7, max_size=7),
+    estimated=st.lists(st.floats(0, 1), min_size=4, max_size=4),
+    output_estimated=st.floats(0, 1),
+)
+def test_no_verdict_from_insufficient_data(daily: list[list[float]], output_days: list[float],
+                                           estimated: list[float],
+                                           output_estimated: float) -> None:
+    week = Period("week", "custom", datetime(2026, 10, 5, tzinfo=SH),
+                  datetime(2026, 10, 12, tzinfo=SH))
+    rows = [meter(f"m{i}", kgce=20_000.0, quantity=100.0, estimated=100.0 * estimated[i],
+                  readings=sum(days)) for i, days in enumerate(daily)]
+    out = dataclasses.replace(production(1_000.0, readings=sum(output_days)),
+                              estimated=1_000.0 * output_estimated)
+    r = one(*rows, out, period=week,
+            days={**{f"m{i}": d for i, d in enumerate(daily)}, "output": output_days})
+    complete = [sum(min(n, 96.0) for n in days) / (7 * 96) for days in [*daily, output_days]]
+    energy_estimated = sum(estimated[: len(daily)]) / len(daily)
+    sufficient = (all(c >= 0.9 for c in complete) and energy_estimated <= 0.1 + 1e-12
+                  and output_estimated <= 0.1 + 1e-12)
+    if r.status in JUDGED:
+        assert sufficient, (complete, energy_estimated, output_estimated)
+    elif sufficient:
+        # judgeable data that is not judged: only for a reason of the catalogue or the
+        # numbers, never a data one
+        assert not {x.code for x in r.reasons} & {"meter_incomplete", "energy_estimated",
+                                                   "output_estimated"}
+    else:
+        assert r.status == Status.NOT_EVALUABLE and r.reasons and r.intensity is None
