@@ -253,8 +253,8 @@ def _day_labels(period: Period) -> dict[float, str]:
     return {lo: day for day, lo, _ in _local_days(period)}
 
 
-def _day_of(bucket: datetime, tz: tzinfo | None) -> str:
-    return bucket.astimezone(tz).date().isoformat()
+def _day_of(bucket: float, tz: tzinfo | None) -> str:
+    return datetime.fromtimestamp(bucket, tz).date().isoformat()
 
 
 def sufficiency(meter: UnitMeterTotals, days: Sequence[MeterDay], period: Period,
@@ -270,7 +270,7 @@ def sufficiency(meter: UnitMeterTotals, days: Sequence[MeterDay], period: Period
     tz = period.start.tzinfo
     label = _day_labels(period)
     for d in days:
-        key = label.get(d.day.timestamp())
+        key = label.get(d.day)
         received_by_day[key if key is not None else _day_of(d.day, tz)] += d.readings
     expected = received = 0.0
     n_days = complete = 0

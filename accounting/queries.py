@@ -121,15 +121,18 @@ def declared_output(conn: psycopg.Connection[Any], unit_ids: list[int], start: d
 
 def meter_days(conn: psycopg.Connection[Any], meter_ids: list[int], start: datetime,
                end: datetime) -> dict[int, list[MeterDay]]:
-    """Daily rollups (local calendar) of ``meter_ids`` in ``[start, end)``, per meter."""
+    """Readings per local day (the daily rollup buckets) of ``meter_ids`` in ``[start, end)``,
+    per meter: one row per meter with the days as arrays (a year of a province is millions
+    of meter-days; rows per day would cost more to fetch than to judge)."""
     out: dict[int, list[MeterDay]] = {}
-    with conn.cursor(row_factory=class_row(MeterDay)) as cur:
-        cur.execute(
-            "SELECT meter_id, bucket AS day, readings::float8 AS readings, quantity, estimated "
-            "FROM energy_by_meter_day WHERE meter_id = ANY(%s) AND bucket >= %s AND bucket < %s "
-            "ORDER BY meter_id, bucket", (meter_ids, start, end))
-        for row in cur:
-            out.setdefault(int(row.meter_id), []).append(row)
+    rows = conn.execute(
+        "SELECT meter_id, array_agg(extract(epoch FROM bucket)::float8 ORDER BY bucket), "
+        "array_agg(readings::float8 ORDER BY bucket) FROM energy_by_meter_day "
+        "WHERE meter_id = ANY(%s) AND bucket >= %s AND bucket < %s GROUP BY meter_id",
+        (meter_ids, start, end)).fetchall()
+    for meter_id, days, readings in rows:
+        out[int(meter_id)] = [MeterDay(int(meter_id), d, n)
+                              for d, n in zip(days, readings, strict=True)]
     return out
 
 

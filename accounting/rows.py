@@ -79,13 +79,11 @@ class DeclaredOutput:
 
 @dataclass(frozen=True, slots=True)
 class MeterDay:
-    """One meter's rollup of one local calendar day."""
+    """One meter's readings of one local calendar day (from the daily rollup)."""
 
     meter_id: int
-    day: datetime                     # local midnight (the rollup bucket)
+    day: float                        # the bucket: local midnight, epoch seconds
     readings: float                   # readings received that day
-    quantity: float
-    estimated: float
 
 
 @dataclass(frozen=True, slots=True)

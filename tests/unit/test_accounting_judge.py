@@ -103,7 +103,7 @@ def unit_of(row: UnitMeterTotals) -> UnitInfo:
 
 def one_day(row: UnitMeterTotals, period: Period) -> list[MeterDay]:
     """The meter's readings all on the period's first day (the default for one-day cases)."""
-    return [MeterDay(row.meter_id, period.start, row.readings, row.quantity, row.estimated)]
+    return [MeterDay(row.meter_id, period.start.timestamp(), row.readings)]
 
 
 def declared_full(quantity: float, period: Period = DAY, unit_id: int = 1) -> DeclaredOutput:
@@ -129,7 +129,7 @@ def judge(*rows: UnitMeterTotals, declared: dict[int, float | DeclaredOutput] | 
         r = by_code[code]
         day_rows[r.meter_id] = [
             MeterDay(r.meter_id, datetime.combine(period.start.date() + timedelta(days=i),
-                                                  time(), tzinfo=SH), n, 0.0, 0.0)
+                                                  time(), tzinfo=SH).timestamp(), n)
             for i, n in enumerate(counts)]
     issue_rows = {by_code[code].meter_id: [ConversionIssue(by_code[code].meter_id, text, 1,
                                                            period.start, period.start)
