@@ -32,7 +32,6 @@ from accounting.intervals import (
 )
 from benchmarks.factors import convert_quantity
 from core.contract import QualityCode
-from storage.dirty import mark_dirty
 from storage.meta import Backend, calendar_timezone, current_backend
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,8 @@ log = logging.getLogger(__name__)
 # spike look-ahead of accounting.intervals; the outermost EDGE of them are references only
 PAD_READINGS = 48
 EDGE = LOOKAHEAD + 1
+# a meter whose recompute failed goes back into the queue due this much later
+RETRY_AFTER = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,11 @@ class Accountant:
                         log.exception("meter %s: recompute failed; re-queued", name)
                         self._failing.add(meter_id)
                     stats.failed[meter_id] = f"{name}: {_message(exc)}"
-                    mark_dirty(conn, [(meter_id, lo, hi)])
+                    # back in the queue, not before RETRY_AFTER: a meter that keeps failing
+                    # is retried every few minutes, never in a hot loop
+                    conn.execute("INSERT INTO accounting_dirty (meter_id, from_ts, to_ts, "
+                                 "queued_at) VALUES (%s, %s, %s, now() + %s)",
+                                 (meter_id, lo, hi, RETRY_AFTER))
                     conn.commit()
                     window = None
                 if window:
@@ -358,7 +363,8 @@ class Accountant:
         with psycopg.connect(self.url) as conn:
             rows = conn.execute(
                 "DELETE FROM accounting_dirty WHERE id IN (SELECT id FROM accounting_dirty "
-                "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING meter_id, from_ts, to_ts",
+                "WHERE queued_at <= now() ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "RETURNING meter_id, from_ts, to_ts",
                 (limit,)).fetchall()
             if not rows:
                 return total

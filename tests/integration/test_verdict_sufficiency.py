@@ -192,3 +192,39 @@ def test_a_month_of_one_day_is_not_judged(migrated_db: str, example_fleet_path: 
         assert r.status == "not_evaluable"
         assert {x.code for x in r.reasons} == {"meter_incomplete"}
         assert all(m.complete_days == 1 and m.days == 31 for m in r.meters)
+
+
+def test_a_meter_whose_recompute_fails_is_retried_later_and_stops_nothing(
+        migrated_db: str, example_fleet_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = setup_db(migrated_db, example_fleet_path)
+    write(migrated_db, ids, {**KILN1, **KILN2})
+    with psycopg.connect(migrated_db) as conn:
+        conn.execute("SELECT energymon_mark_dirty(%s, %s, %s)",
+                     ([ids[c] for c in (*KILN1, *KILN2)], [DAY] * 6,
+                      [DAY + timedelta(days=1)] * 6))
+    original = Accountant._recompute_meter
+
+    def broken(self: Accountant, conn: psycopg.Connection, meter_id: int, *args: object
+               ) -> object:
+        if meter_id == ids["k1-coal"]:
+            raise RuntimeError("disk on fire")   # anything unforeseen in one meter
+        return original(self, conn, meter_id, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Accountant, "_recompute_meter", broken)
+    stats = Accountant(migrated_db).process_dirty()
+    assert stats.meters == 5 and list(stats.failed) == [ids["k1-coal"]]
+    assert "disk on fire" in stats.failed[ids["k1-coal"]]
+    with psycopg.connect(migrated_db) as conn:
+        (due,), = conn.execute("SELECT queued_at > now() + INTERVAL '4 minutes' "
+                               "FROM accounting_dirty WHERE meter_id = %s",
+                               (ids["k1-coal"],)).fetchall()
+    assert due                                          # re-queued, due in five minutes
+    assert verdicts(migrated_db)["kiln-2"].status == "at_benchmark"   # the rest went on
+    # not due yet: nothing to do, no hot loop
+    assert Accountant(migrated_db).process_dirty().meters == 0
+    # once due and mended, the meter is recomputed and its unit judged
+    monkeypatch.setattr(Accountant, "_recompute_meter", original)
+    with psycopg.connect(migrated_db) as conn:
+        conn.execute("UPDATE accounting_dirty SET queued_at = now()")
+    assert Accountant(migrated_db).process_dirty().meters == 1
+    assert verdicts(migrated_db)["kiln-1"].status == "below_benchmark"
