@@ -64,6 +64,8 @@ RawBody = Annotated[bytes, Depends(raw_body)]
 WRITE = (401, 403, 404, 413, 415, 422, 429, 503)
 _PATH_FIELDS = frozenset({"plant", "meter", "year"})
 M = TypeVar("M", bound=BaseModel)
+ReceiptT = TypeVar("ReceiptT", bound=BaseModel)
+PageT = TypeVar("PageT", bound=BaseModel)
 
 
 def _request_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -143,8 +145,19 @@ def _ranges(queued: Sequence[QueuedRange]) -> list[schemas.RecomputeRange]:
     return [schemas.RecomputeRange(meter=r.meter, from_=r.start, to=r.end) for r in queued]
 
 
-def _status(response: Response, result: Declared[Any]) -> None:
+def _receipt(model: type[ReceiptT], out: Callable[[Any], Any], result: Declared[Any],
+             response: Response) -> ReceiptT:
+    """The answer to a write: 201 for a new row, 200 for a replaced one."""
     response.status_code = 201 if result.action == "insert" else 200
+    return model(action=result.action, record=out(result.record),
+                 replaced=out(result.old) if result.old else None,
+                 recompute=_ranges(result.queued))
+
+
+def _page(model: type[PageT], data: list[Any], total: int, limit: int, offset: int,
+          request: Request, response: Response) -> PageT:
+    return model(data=data, count=total, limit=limit, offset=offset,
+                 next=page_links(request, response, count=total, limit=limit, offset=offset))
 
 
 # -- record shapes -----------------------------------------------------------------------------
@@ -204,11 +217,8 @@ def post_production_record(db: Db, plant: PlantCode, raw: RawBody, response: Res
                     start=body.period_start, end=body.period_end, period=body.period,
                     quantity=body.quantity, quantity_unit=body.quantity_unit,
                     source=body.source)
-    _status(response, result)
-    return schemas.DeclaredReceipt[schemas.ProductionRecord](
-        action=result.action, record=production_out(result.record),
-        replaced=production_out(result.old) if result.old else None,
-        recompute=_ranges(result.queued))
+    return _receipt(schemas.DeclaredReceipt[schemas.ProductionRecord], production_out, result,
+                    response)
 
 
 @router.get("/plants/{plant}/production-records",
@@ -226,9 +236,8 @@ def get_production_records(
     if unit is not None:
         unit_in_scope(db, p, unit)
     rows, total = production_records(db.conn, p.id, unit=unit, limit=limit, offset=offset)
-    return schemas.Page[schemas.ProductionRecord](
-        data=[production_out(r) for r in rows], count=total, limit=limit, offset=offset,
-        next=page_links(request, response, count=total, limit=limit, offset=offset))
+    return _page(schemas.Page[schemas.ProductionRecord], [production_out(r) for r in rows], total,
+                 limit, offset, request, response)
 
 
 # -- measured calorific values -------------------------------------------------------------------
@@ -253,11 +262,8 @@ def post_calorific_value(db: Db, plant: PlantCode, raw: RawBody, response: Respo
     result = _write(db, add_calorific_value, plant=p.id, energy_type=body.energy_type,
                     valid_from=body.valid_from, lhv_kj_per_unit=body.lhv_kj_per_unit,
                     source=body.source)
-    _status(response, result)
-    return schemas.DeclaredReceipt[schemas.CalorificValue](
-        action=result.action, record=calorific_out(result.record),
-        replaced=calorific_out(result.old) if result.old else None,
-        recompute=_ranges(result.queued))
+    return _receipt(schemas.DeclaredReceipt[schemas.CalorificValue], calorific_out, result,
+                    response)
 
 
 @router.get("/plants/{plant}/calorific-values",
@@ -275,9 +281,8 @@ def get_calorific_values(
     p = plant_in_scope(db, plant)
     rows, total = calorific_values(db.conn, p.id, energy_type=energy_type, limit=limit,
                                    offset=offset)
-    return schemas.Page[schemas.CalorificValue](
-        data=[calorific_out(r) for r in rows], count=total, limit=limit, offset=offset,
-        next=page_links(request, response, count=total, limit=limit, offset=offset))
+    return _page(schemas.Page[schemas.CalorificValue], [calorific_out(r) for r in rows], total,
+                 limit, offset, request, response)
 
 
 # -- meter replacements ------------------------------------------------------------------------
@@ -301,11 +306,8 @@ def post_meter_replacement(db: Db, plant: PlantCode, meter: MeterCode, raw: RawB
     body = _body(schemas.MeterReplacementWrite, raw)
     result = _write(db, add_meter_replacement, plant=p.id, meter=m.id, ts=body.ts,
                     old_final=body.old_final, new_initial=body.new_initial, note=body.note)
-    _status(response, result)
-    return schemas.DeclaredReceipt[schemas.MeterReplacement](
-        action=result.action, record=replacement_out(result.record),
-        replaced=replacement_out(result.old) if result.old else None,
-        recompute=_ranges(result.queued))
+    return _receipt(schemas.DeclaredReceipt[schemas.MeterReplacement], replacement_out, result,
+                    response)
 
 
 @router.get("/plants/{plant}/meters/{meter}/replacements",
@@ -319,9 +321,8 @@ def get_meter_replacements(db: Db, plant: PlantCode, meter: MeterCode, request: 
     p = plant_in_scope(db, plant)
     m = meter_in_scope(db, p, meter)
     rows, total = meter_replacements(db.conn, p.id, meter=m.id, limit=limit, offset=offset)
-    return schemas.Page[schemas.MeterReplacement](
-        data=[replacement_out(r) for r in rows], count=total, limit=limit, offset=offset,
-        next=page_links(request, response, count=total, limit=limit, offset=offset))
+    return _page(schemas.Page[schemas.MeterReplacement], [replacement_out(r) for r in rows], total,
+                 limit, offset, request, response)
 
 
 # -- CT x PT multiplier changes ------------------------------------------------------------------
@@ -346,11 +347,8 @@ def post_multiplier_change(db: Db, plant: PlantCode, meter: MeterCode, raw: RawB
     body = _body(schemas.MeterMultiplierWrite, raw)
     result = _write(db, add_multiplier_change, plant=p.id, meter=m.id,
                     valid_from=body.valid_from, multiplier=body.multiplier, source=body.source)
-    _status(response, result)
-    return schemas.DeclaredReceipt[schemas.MeterMultiplier](
-        action=result.action, record=multiplier_out(result.record),
-        replaced=multiplier_out(result.old) if result.old else None,
-        recompute=_ranges(result.queued))
+    return _receipt(schemas.DeclaredReceipt[schemas.MeterMultiplier], multiplier_out, result,
+                    response)
 
 
 @router.get("/plants/{plant}/meters/{meter}/multipliers",
@@ -364,9 +362,8 @@ def get_multiplier_changes(db: Db, plant: PlantCode, meter: MeterCode, request: 
     p = plant_in_scope(db, plant)
     m = meter_in_scope(db, p, meter)
     rows, total = multiplier_changes(db.conn, p.id, meter=m.id, limit=limit, offset=offset)
-    return schemas.Page[schemas.MeterMultiplier](
-        data=[multiplier_out(r) for r in rows], count=total, limit=limit, offset=offset,
-        next=page_links(request, response, count=total, limit=limit, offset=offset))
+    return _page(schemas.Page[schemas.MeterMultiplier], [multiplier_out(r) for r in rows], total,
+                 limit, offset, request, response)
 
 
 # -- plant grid factors ------------------------------------------------------------------------
@@ -387,11 +384,8 @@ def put_grid_factor(db: Db, plant: PlantCode, year: Year, raw: RawBody, response
     body = _body(schemas.GridFactorWrite, raw)
     result = _write(db, set_grid_factor, plant=p.id, year=_year(year),
                     kgco2_per_kwh=body.kgco2_per_kwh, source=body.source)
-    _status(response, result)
-    return schemas.DeclaredReceipt[schemas.GridFactor](
-        action=result.action, record=grid_out(result.record),
-        replaced=grid_out(result.old) if result.old else None,
-        recompute=_ranges(result.queued))
+    return _receipt(schemas.DeclaredReceipt[schemas.GridFactor], grid_out, result,
+                    response)
 
 
 @router.get("/plants/{plant}/grid-factors", response_model=schemas.Page[schemas.GridFactor],
@@ -403,6 +397,5 @@ def get_grid_factors(db: Db, plant: PlantCode, request: Request, response: Respo
     check_limit(limit, db.config.page_max)
     p = plant_in_scope(db, plant)
     rows, total = grid_factors(db.conn, p.id, limit=limit, offset=offset)
-    return schemas.Page[schemas.GridFactor](
-        data=[grid_out(r) for r in rows], count=total, limit=limit, offset=offset,
-        next=page_links(request, response, count=total, limit=limit, offset=offset))
+    return _page(schemas.Page[schemas.GridFactor], [grid_out(r) for r in rows], total,
+                 limit, offset, request, response)
