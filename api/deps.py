@@ -21,7 +21,8 @@ anything outside the scope.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Annotated, Any, get_type_hints
@@ -34,7 +35,8 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.types import Message, Send
 
 from api import queries
 from api.auth import Principal, authenticate, bearer_token
@@ -47,6 +49,8 @@ from api.ratelimit import RateLimiter, retry_after
 from benchmarks.catalogue import Catalogue
 from core.settings import Settings
 from ingest import IngestPipeline
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -148,6 +152,47 @@ def _render(result: object, sub_response: Response) -> Response:
     return response
 
 
+class DbStream(StreamingResponse):
+    """A streamed body read from the request's database connection (a COPY, a server-side
+    cursor): give the route the source iterator, and this response closes it and only then
+    gives the connection back, in a worker thread, when the body ends, when the client goes
+    away mid-stream, and when the client stops reading for ``write_timeout`` seconds.
+
+    Closing the source first matters: psycopg holds the connection's lock for a whole COPY
+    block, so a suspended generator would block the pool's rollback forever (security review
+    H1); closing it cancels the COPY on the server and unwinds the block.
+    """
+
+    def __init__(self, source: Iterator[bytes], *, write_timeout: float,
+                 **kwargs: Any) -> None:
+        self.source = source
+        self.write_timeout = write_timeout
+        self.release: Callable[[], None] | None = None   # set by db_route
+        super().__init__(iterate_in_threadpool(source), **kwargs)
+
+    async def stream_response(self, send: Send) -> None:
+        async def timed(message: Message) -> None:
+            with anyio.fail_after(self.write_timeout):
+                await send(message)
+
+        try:
+            await super().stream_response(timed)
+        except TimeoutError:
+            log.warning("a streamed download stalled for %.0f s: cut off", self.write_timeout)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(self._close)
+
+    def _close(self) -> None:
+        try:
+            close = getattr(self.source, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if self.release is not None:
+                self.release()
+
+
 async def _release_after(body: AsyncIterable[Any], release: Callable[[], None]
                          ) -> AsyncIterator[Any]:
     """A streamed body that gives the request's connection back when it ends (also when the
@@ -168,7 +213,9 @@ def _serve(state: AppState, request: Request, secret: str, func: Callable[..., A
         conn = stack.enter_context(state.database.connection())
         principal = _authenticated(state, request, conn, secret)
         response = _render(func(Db(conn, principal, state), **kwargs), sub_response)
-        if isinstance(response, StreamingResponse):  # the body still reads from conn
+        if isinstance(response, DbStream):  # closes its source, then gives conn back
+            response.release = stack.pop_all().close
+        elif isinstance(response, StreamingResponse):  # the body still reads from conn
             response.body_iterator = _release_after(response.body_iterator,
                                                     stack.pop_all().close)
     return response  # otherwise committed before the first byte is sent

@@ -110,6 +110,11 @@ class ApiSettings(BaseModel):
         default=2_000_000, ge=1, description="Most rows one Parquet export may hold.")
     push_max_bytes: int = Field(
         default=1_048_576, ge=1, description="Largest readings push body in bytes.")
+    stream_write_timeout: float = Field(
+        default=30.0, gt=0,
+        description="Seconds a streamed download (CSV) may wait for the client to take the "
+        "next chunk; a client that stalls longer is cut off and its database connection "
+        "given back.")
 
     # -- database --------------------------------------------------------------------------------
     pool_min: int = Field(default=2, ge=1)

@@ -25,10 +25,9 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
 
 from api import exports, queries, schemas
-from api.deps import Db, db_route, meter_in_scope, plant_in_scope, unit_in_scope
+from api.deps import Db, DbStream, db_route, meter_in_scope, plant_in_scope, unit_in_scope
 from api.problems import READ, Problem, responses
 from api.routes._common import instant
 from api.routes.registry import MeterCode, PlantCode, UnitCode
@@ -144,7 +143,8 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
                 yield block
             metric.inc(max(rows, 0))
 
-        return StreamingResponse(stream(), media_type=exports.MEDIA["csv"], headers=headers)
+        return DbStream(stream(), write_timeout=db.config.stream_write_timeout,
+                        media_type=exports.MEDIA["csv"], headers=headers)
     rows_iter = queries.history_stream(db.conn, query, params)
     if fmt == "xlsx":
         body, n = exports.xlsx_bytes(rows_iter, tz, text_meta)

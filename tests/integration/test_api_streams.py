@@ -1,0 +1,123 @@
+"""Streamed exports over a real socket: a client that aborts or stalls a download gives its
+database connection back (security review H1: every aborted CSV download of 0.7 MB or more
+kept its pool connection in COPY, and 16 stalled ones made the API answer 503 to everyone).
+
+A real uvicorn server on loopback, a real PostgreSQL, real sockets: the client reads a chunk
+and closes the socket (abort), or sends the request and never reads (stall).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import psycopg
+import pytest
+
+from api.config import ApiConfig
+from api.server import ServerHandle, serve_in_thread
+from core.settings import Settings
+from tests.integration.api_support import ApiEnv, api_env
+
+SH = ZoneInfo("Asia/Shanghai")
+START = datetime(2025, 1, 1, tzinfo=SH)
+READINGS = 300_000          # about 25 MB of raw CSV: far more than the socket buffers hold
+POOL = 4
+PATH = ("/api/v1/plants/jx-yujiang-cement/meters/k1-elec/history?from=2025-01-01"
+        "&to=2026-01-01&resolution=raw&format=csv")
+
+
+@pytest.fixture(scope="module")
+def served(pg_server: object) -> Iterator[tuple[ApiEnv, ServerHandle]]:
+    url = pg_server.create_database("streams")  # type: ignore[attr-defined]
+    config = ApiConfig(pool_min=1, pool_max=POOL, pool_timeout=3, stream_write_timeout=2,
+                       rate_per_second=0)
+    try:
+        with api_env(url, config=config) as env:
+            with psycopg.connect(url) as conn:
+                (meter,), = conn.execute("SELECT id FROM meters WHERE code = 'k1-elec'")
+                with conn.cursor().copy("COPY readings (meter_id, ts, value, quality) "
+                                        "FROM STDIN") as copy:
+                    for i in range(READINGS):
+                        copy.write_row((meter, START + timedelta(minutes=i), float(i), 0))
+            server = serve_in_thread(Settings(database_url=url), database_url=url,
+                                     config=config)
+            try:
+                yield env, server
+            finally:
+                server.stop()
+    finally:
+        pg_server.drop_database(url)  # type: ignore[attr-defined]
+
+
+def _headers(env: ApiEnv) -> dict[str, str]:
+    return {"Authorization": f"Bearer {env.tokens['plant-cement']}"}
+
+
+def _busy_api_connections(url: str) -> list[tuple[str, str | None]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT state, wait_event FROM pg_stat_activity WHERE application_name = "
+            "'energymon-api' AND datname = current_database() AND state <> 'idle'").fetchall()
+
+
+def _settles(url: str, timeout: float = 15.0) -> list[tuple[str, str | None]]:
+    deadline = time.monotonic() + timeout
+    busy = _busy_api_connections(url)
+    while busy and time.monotonic() < deadline:
+        time.sleep(0.2)
+        busy = _busy_api_connections(url)
+    return busy
+
+
+def _small_request_works(env: ApiEnv, server: ServerHandle) -> None:
+    started = time.monotonic()
+    r = httpx.get(f"{server.url}/api/v1/plants", headers=_headers(env), timeout=10)
+    assert r.status_code == 200, r.text
+    assert time.monotonic() - started < 2.5   # not waiting out the pool timeout
+
+
+def test_a_whole_download_streams_everything(served: tuple[ApiEnv, ServerHandle]) -> None:
+    env, server = served
+    with httpx.stream("GET", server.url + PATH, headers=_headers(env), timeout=60) as r:
+        assert r.status_code == 200
+        lines = sum(chunk.count(b"\n") for chunk in r.iter_bytes())
+    assert lines == READINGS + 1                          # the header line
+    assert _settles(env.url) == []
+
+
+def test_aborted_downloads_give_their_connections_back(
+        served: tuple[ApiEnv, ServerHandle]) -> None:
+    env, server = served
+    for _ in range(POOL * 3):                 # three times the pool
+        with httpx.stream("GET", server.url + PATH, headers=_headers(env), timeout=30) as r:
+            assert r.status_code == 200
+            next(r.iter_bytes())              # one chunk, then leave
+    assert _settles(env.url) == []
+    _small_request_works(env, server)
+
+
+def test_stalled_downloads_are_cut_off_and_give_their_connections_back(
+        served: tuple[ApiEnv, ServerHandle]) -> None:
+    env, server = served
+    host, port = server.url.removeprefix("http://").split(":")
+    request = (f"GET {PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: "
+               f"{_headers(env)['Authorization']}\r\n\r\n").encode()
+    stalled = []
+    for _ in range(POOL):                     # every pool connection held by a stalled reader
+        s = socket.create_connection((host, int(port)))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(request)
+        stalled.append(s)
+    try:
+        time.sleep(1.0)
+        # cut off after the write timeout (2 s): the pool is free again while they still hang
+        assert _settles(env.url, timeout=20) == []
+        _small_request_works(env, server)
+    finally:
+        for s in stalled:
+            s.close()
