@@ -37,8 +37,9 @@ from api.routes import (
     status,
 )
 from benchmarks.catalogue import Catalogue
-from core.settings import Settings
+from core.settings import IngestSettings, Settings
 from ingest import IngestConfig, IngestPipeline
+from ingest.service import dead_letter_limits
 from storage.meta import calendar_timezone
 
 log = logging.getLogger(__name__)
@@ -155,9 +156,10 @@ class MetricsMiddleware:
             metrics.requests.labels(label(), scope["method"], str(status[0])).inc()
 
 
-def _start_pipeline(url: str, config: ApiConfig) -> IngestPipeline:
+def _start_pipeline(url: str, config: ApiConfig, ingest: IngestSettings) -> IngestPipeline:
     pipeline = IngestPipeline.for_database(
-        url, config=IngestConfig(max_payload_bytes=config.push_max_bytes))
+        url, config=IngestConfig(max_payload_bytes=config.push_max_bytes,
+                                 dead_letters=dead_letter_limits(ingest)))
     return pipeline.start(registry_timeout=30)
 
 
@@ -190,7 +192,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
                 default_edition=settings.catalogue_edition,
             )
             if config.push_enabled:
-                pipeline = _start_pipeline(url, config)
+                pipeline = _start_pipeline(url, config, settings.ingest)
                 state.pipeline = pipeline
                 state.extra_registries.append(pipeline.metrics.registry)
             app.state.api = state

@@ -174,6 +174,16 @@ class IngestSettings(BaseModel):
         description="Seconds the broker keeps this worker's session while it is away.")
     drain_timeout: float = Field(
         default=30, ge=0, description="Seconds to commit what was received at shutdown.")
+    dead_letter_max_bytes: int = Field(
+        default=65_536, ge=0,
+        description="Bytes of a rejected payload kept in dead_letters (its full size and "
+        "SHA-256 are kept too).")
+    dead_letter_quota_per_minute: int = Field(
+        default=6_000, ge=1,
+        description="Dead letters stored per plant per minute by one worker; more are counted "
+        "in dead_letter_overflow, not stored.")
+    dead_letter_retention_days: float = Field(
+        default=90, gt=0, description="Days dead letters are kept.")
 
 
 class VerdictSettings(BaseModel):

@@ -119,3 +119,4 @@ class WriteStats:
     duplicates: int = 0
     conflicts: int = 0
     dead_letters: dict[ReasonCode, int] = field(default_factory=dict)
+    dead_letters_over_quota: int = 0     # counted in dead_letter_overflow, not stored

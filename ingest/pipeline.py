@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
 
@@ -40,7 +40,7 @@ from ingest.model import Outcome, Receipt, Rejection, Unit, WriteStats
 from ingest.reasons import ReasonCode
 from ingest.registry_cache import RegistryCache, database_loader
 from ingest.validation import DEFAULT_FUTURE_TOLERANCE, DeadLetter, Validated, Validator
-from ingest.writer import PgWriter
+from ingest.writer import DeadLetterLimits, PgWriter
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class IngestConfig:
     retry_initial: float = 0.05           # first backoff after a transient error, seconds
     retry_max: float = 5.0                # backoff cap, seconds
     connect_timeout: float = 5.0
+    dead_letters: DeadLetterLimits = field(default_factory=DeadLetterLimits)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_pending < self.batch_size:
@@ -132,7 +133,8 @@ class IngestPipeline:
         config = config or IngestConfig()
         registry = RegistryCache(database_loader(url, config.connect_timeout),
                                  miss_interval=config.registry_miss_interval)
-        return cls(PgWriter(url, connect_timeout=config.connect_timeout), registry,
+        return cls(PgWriter(url, connect_timeout=config.connect_timeout,
+                            dead_letters=config.dead_letters), registry,
                    config=config, metrics=metrics)
 
     # -- lifecycle ---------------------------------------------------------------------------

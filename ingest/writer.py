@@ -26,10 +26,12 @@ re-made on the next call.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg import sql
@@ -50,7 +52,7 @@ from storage.dirty import mark_dirty
 log = logging.getLogger(__name__)
 
 STAGE_TABLE = "ingest_stage"
-_DEAD_TYPES = ["timestamptz", "text", "text", "text", "text", "bytea"]
+_DEAD_TYPES = ["timestamptz", "text", "text", "text", "text", "bytea", "int4", "bytea"]
 
 _COPY_READINGS = sql.SQL(
     "COPY {} (meter_id, ts, value, quality) FROM STDIN (FORMAT BINARY)"
@@ -77,9 +79,28 @@ _INSERT_CONFLICT = (
     "new_quality, source) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
 )
 _COPY_DEAD = sql.SQL(
-    "COPY {} (received_at, source, plant_code, reason_code, reason, payload) "
-    "FROM STDIN (FORMAT BINARY)"
+    "COPY {} (received_at, source, plant_code, reason_code, reason, payload, payload_bytes, "
+    "payload_sha256) FROM STDIN (FORMAT BINARY)"
 ).format(sql.Identifier("dead_letters"))
+_COUNT_OVERFLOW = (
+    "INSERT INTO dead_letter_overflow (plant_code, window_start, reason_code, dropped, bytes) "
+    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (plant_code, window_start, reason_code) DO UPDATE "
+    "SET dropped = dead_letter_overflow.dropped + EXCLUDED.dropped, "
+    "bytes = dead_letter_overflow.bytes + EXCLUDED.bytes"
+)
+_PRUNE_DEAD = ("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters "
+               "WHERE received_at < now() - %s LIMIT %s)")
+
+
+@dataclass(frozen=True)
+class DeadLetterLimits:
+    """What dead letters may cost (security review M3: 83 MB in 6 s from one client)."""
+
+    max_payload_bytes: int = 65_536      # stored prefix; the full size and SHA-256 are kept
+    per_plant_per_minute: int = 6_000    # beyond it: counted in dead_letter_overflow
+    retention: timedelta = timedelta(days=90)
+    prune_every: float = 600.0           # seconds between retention passes
+    prune_batch: int = 10_000            # rows deleted per pass at most
 
 
 def _text(value: str | None) -> str | None:
@@ -99,13 +120,18 @@ class PgWriter:
         connect_timeout: float = 5,
         dedup_hold: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        dead_letters: DeadLetterLimits | None = None,
     ) -> None:
         self.url = url
         self.connect_timeout = connect_timeout
         self.dedup_hold = dedup_hold
+        self.limits = dead_letters or DeadLetterLimits()
         self._clock = clock
         self._conn: psycopg.Connection | None = None
         self._fast_after = 0.0
+        # dead letters stored per (plant, minute) by this writer (committed ones only)
+        self._quota: dict[tuple[str, datetime], int] = {}
+        self._prune_after = 0.0
 
     # -- connection --------------------------------------------------------------------------
     def _connection(self) -> psycopg.Connection:
@@ -145,7 +171,9 @@ class PgWriter:
                 stats = self._write_readings(conn, units)
                 if stats.inserted:
                     self._queue_accounting(conn, units)
-                self._write_dead(conn, [(u, d) for u in units for d in u.dead], stats)
+                used = self._write_dead(conn, [(u, d) for u in units for d in u.dead], stats)
+            self._commit_quota(used)
+            self._prune(conn)
             return stats
         except BaseException:
             if conn.closed or conn.broken:
@@ -175,7 +203,8 @@ class PgWriter:
         stats = WriteStats()
         try:
             with conn.transaction():
-                self._write_dead(conn, items, stats)
+                used = self._write_dead(conn, items, stats)
+            self._commit_quota(used)
             return stats
         except BaseException:
             if conn.closed or conn.broken:
@@ -232,17 +261,64 @@ class PgWriter:
             params.append((meter_id, ts, stored_v, stored_q, new_v, new_q, _text(source)))
         cur.executemany(_INSERT_CONFLICT, params)
 
-    @staticmethod
-    def _write_dead(conn: psycopg.Connection, items: Sequence[tuple[Unit, DeadLetter]],
-                    stats: WriteStats) -> None:
+    def _write_dead(self, conn: psycopg.Connection, items: Sequence[tuple[Unit, DeadLetter]],
+                    stats: WriteStats) -> dict[tuple[str, datetime], int]:
+        """Store ``items`` within the limits; returns the quota they used (merged once the
+        transaction commits, so a retried batch is not counted twice)."""
+        used: dict[tuple[str, datetime], int] = {}
         if not items:
-            return
+            return used
+        limits = self.limits
         counts: dict[ReasonCode, int] = {}
-        with conn.cursor() as cur, cur.copy(_COPY_DEAD) as copy:
-            copy.set_types(_DEAD_TYPES)
-            for unit, dead in items:
-                copy.write_row((unit.received_at, _text(unit.source), _text(unit.plant_code),
-                                dead.reason_code.value, _text(dead.reason), dead.payload))
-                counts[dead.reason_code] = counts.get(dead.reason_code, 0) + 1
+        overflow: dict[tuple[str, datetime, str], list[int]] = {}
+        with conn.cursor() as cur:
+            with cur.copy(_COPY_DEAD) as copy:
+                copy.set_types(_DEAD_TYPES)
+                for unit, dead in items:
+                    plant = unit.plant_code or ""
+                    window = unit.received_at.replace(second=0, microsecond=0)
+                    key = (plant, window)
+                    payload = dead.payload
+                    if self._quota.get(key, 0) + used.get(key, 0) >= limits.per_plant_per_minute:
+                        slot = overflow.setdefault((plant, window, dead.reason_code.value),
+                                                   [0, 0])
+                        slot[0] += 1
+                        slot[1] += len(payload)
+                        continue
+                    used[key] = used.get(key, 0) + 1
+                    copy.write_row((unit.received_at, _text(unit.source), _text(unit.plant_code),
+                                    dead.reason_code.value, _text(dead.reason),
+                                    payload[:limits.max_payload_bytes], len(payload),
+                                    hashlib.sha256(payload).digest()))
+                    counts[dead.reason_code] = counts.get(dead.reason_code, 0) + 1
+            if overflow:
+                cur.executemany(_COUNT_OVERFLOW, [(p, w, r, n, b) for (p, w, r), (n, b)
+                                                  in overflow.items()])
+                for (plant, _, reason), (n, _) in overflow.items():
+                    log.warning("dead letters of plant %r over the quota of %d a minute: %d "
+                                "%s not stored, counted in dead_letter_overflow", plant,
+                                limits.per_plant_per_minute, n, reason)
         for code, count in counts.items():
             stats.dead_letters[code] = stats.dead_letters.get(code, 0) + count
+        stats.dead_letters_over_quota += sum(n for n, _ in overflow.values())
+        return used
+
+    def _commit_quota(self, used: dict[tuple[str, datetime], int]) -> None:
+        if not used:
+            return
+        for key, n in used.items():
+            self._quota[key] = self._quota.get(key, 0) + n
+        latest = max(window for _, window in used)
+        for key in [k for k in self._quota if k[1] < latest - timedelta(minutes=2)]:
+            del self._quota[key]          # bounded: only the last few minutes are kept
+
+    def _prune(self, conn: psycopg.Connection) -> None:
+        """Delete dead letters older than the retention period, a batch at a time, at most
+        every ``prune_every`` seconds."""
+        if self._clock() < self._prune_after:
+            return
+        self._prune_after = self._clock() + self.limits.prune_every
+        cur = conn.execute(_PRUNE_DEAD, (self.limits.retention, self.limits.prune_batch))
+        if cur.rowcount:
+            log.info("deleted %d dead letters older than %s", cur.rowcount,
+                     self.limits.retention)
