@@ -295,6 +295,17 @@ class SpoolConfig(_Model):
     )
     capacity_readings: int = Field(default=5_000_000, ge=100, le=2_000_000_000)
     when_full: Literal["drop_oldest", "refuse_new"] = "drop_oldest"
+
+    @field_validator("path")
+    @classmethod
+    def _contained(cls, value: Path | None) -> Path | None:
+        """A relative spool path stays under the data directory (security review L2); an
+        operator who wants it elsewhere writes an absolute path."""
+        if value is not None and not value.is_absolute() and ".." in value.parts:
+            raise ValueError(f"{str(value)!r} leaves the data directory ('..'); a relative "
+                             "spool path stays under ENERGYMON_DATA_DIR, write an absolute "
+                             "path to put the spool elsewhere")
+        return value
     synchronous: Literal["full", "normal"] = Field(
         default="full",
         description="full: fsync on every commit (survives power loss); normal: survives a "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import psycopg
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,6 +15,7 @@ from storage.meta import Backend
 from storage.migrate import available_migrations
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/health", response_model=schemas.Health, summary="Liveness: the process answers")
@@ -31,12 +34,15 @@ def ready(state: StateDep, response: Response) -> schemas.Readiness:
                 "SELECT value FROM energymon_meta WHERE key = 'backend'").fetchone()
             latest, applied = queries.schema_version(conn)
     except (psycopg.Error, OSError) as exc:
+        # the error names hosts and ports: it goes to the server log, not to anonymous
+        # callers (security review L4)
+        log.warning("readiness: the database is unreachable: %s",
+                    str(exc).strip() or type(exc).__name__)
         response.status_code = 503
         response.headers["Retry-After"] = "5"
         return schemas.Readiness(status="not_ready", database="unreachable",
                                  schema_version=None, pending_migrations=[],
-                                 detail=str(exc).strip().splitlines()[0] if str(exc).strip()
-                                 else type(exc).__name__)
+                                 detail="the database is unreachable (the server log says why)")
 
     backend = Backend(backend_row[0]) if backend_row else Backend.POSTGRES
     pending = [f"{m.version:04d}_{m.name}" for m in available_migrations(backend)

@@ -121,3 +121,34 @@ def test_stalled_downloads_are_cut_off_and_give_their_connections_back(
     finally:
         for s in stalled:
             s.close()
+
+
+def test_ready_keeps_the_database_error_from_anonymous_callers(
+        served: tuple[ApiEnv, ServerHandle]) -> None:
+    # security review L4: /ready answered the first line of the database error (hosts, ports)
+    env, server = served
+    with psycopg.connect(env.url, autocommit=True) as conn:
+        (name,), = conn.execute("SELECT current_database()")
+    admin = env.url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND application_name = 'energymon-api'", (name,))
+    try:
+        deadline = time.monotonic() + 20
+        r = httpx.get(server.url + "/ready", timeout=10)
+        while r.status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            r = httpx.get(server.url + "/ready", timeout=10)
+        assert r.status_code == 503, r.text
+        body = r.json()
+        assert body["database"] == "unreachable"
+        assert body["detail"] == "the database is unreachable (the server log says why)"
+        assert name not in r.text and "127.0.0.1" not in r.text
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    deadline = time.monotonic() + 20
+    while httpx.get(server.url + "/ready", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the API did not recover"
+        time.sleep(0.2)

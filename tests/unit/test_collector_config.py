@@ -164,3 +164,16 @@ def test_collect_needs_a_broker_or_spool_only(capsys: pytest.CaptureFixture[str]
     bad = GOLDEN / "unknown-link" / "gateway.yaml"
     assert main(["collect", "--gateway", str(bad)]) == 2
     assert "unknown link 'lan-2'" in capsys.readouterr().err
+
+
+def test_a_relative_spool_path_stays_under_the_data_directory(tmp_path: Path) -> None:
+    # security review L2: `spool: {path: ../../escape-dir/spool.sqlite}` created a file
+    # outside ENERGYMON_DATA_DIR
+    with pytest.raises(GatewayConfigError) as err:
+        parse_gateway(_gateway(spool={"path": "../../escape-dir/spool.sqlite"}), "gw.yaml")
+    assert "field 'path'" in str(err.value) or "path" in str(err.value)
+    assert "leaves the data directory" in str(err.value)
+    inside = parse_gateway(_gateway(spool={"path": "spools/gw-1.sqlite"}))
+    assert spool_path(inside, tmp_path) == tmp_path / "spools" / "gw-1.sqlite"
+    absolute = parse_gateway(_gateway(spool={"path": str(tmp_path / "elsewhere.sqlite")}))
+    assert spool_path(absolute, Path("/data")) == tmp_path / "elsewhere.sqlite"
