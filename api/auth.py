@@ -32,11 +32,6 @@ class Principal:
     plant_ids: frozenset[int] | None  # None = every plant
 
     @property
-    def key(self) -> str:
-        """Rate-limit key."""
-        return f"token:{self.token_id}"
-
-    @property
     def actor(self) -> str:
         """Who this is in the audit of declared data (``energymon.actor``)."""
         return f"token:{self.token_id} ({self.name})"

@@ -46,6 +46,7 @@ from api.metrics import ApiMetrics
 from api.problems import Problem, not_found
 from api.queries import MeterRow, PlantRow, UnitRow
 from api.ratelimit import RateLimiter, retry_after
+from api.tokens import hash_secret
 from benchmarks.catalogue import Catalogue
 from core.settings import Settings
 from ingest import IngestPipeline
@@ -118,18 +119,28 @@ def _auth_failed(state: AppState, request: Request, problem: Problem) -> Problem
     return problem
 
 
-def _authenticated(state: AppState, request: Request, conn: psycopg.Connection,
-                   secret: str) -> Principal:
-    try:
-        principal = authenticate(conn, secret,
-                                 statement_timeout_ms=state.config.statement_timeout_ms,
-                                 timezone=str(state.tz))
-    except Problem as problem:
-        raise _auth_failed(state, request, problem) from None
-    wait = state.limiter.acquire(principal.key)
+def _admitted(state: AppState, request: Request, secret: str) -> None:
+    """The rate limits, consulted before any database work (security review L1): the
+    token's own bucket (keyed by its hash, so even a valid token over its limit costs no
+    lookup), and the client address's bucket of failed authentications, which sheds floods
+    of made-up tokens once it is empty."""
+    wait = state.anonymous_limiter.blocked(_client(request))
+    if wait is not None:
+        raise _limited(state, wait, "anonymous")
+    wait = state.limiter.acquire("token:" + hash_secret(secret).hex())
     if wait is not None:
         raise _limited(state, wait, "token")
-    return principal
+
+
+def _authenticated(state: AppState, request: Request, conn: psycopg.Connection,
+                   secret: str) -> Principal:
+    state.metrics.token_lookups.inc()
+    try:
+        return authenticate(conn, secret,
+                            statement_timeout_ms=state.config.statement_timeout_ms,
+                            timezone=str(state.tz))
+    except Problem as problem:
+        raise _auth_failed(state, request, problem) from None
 
 
 def _render(result: object, sub_response: Response) -> Response:
@@ -209,6 +220,7 @@ def _serve(state: AppState, request: Request, secret: str, func: Callable[..., A
            kwargs: dict[str, Any], sub_response: Response) -> Response:
     """One request in one worker thread: connection, authentication + scope (one round trip),
     the route, rendering, commit."""
+    _admitted(state, request, secret)
     with ExitStack() as stack:  # on an error: rolls back and returns the connection
         conn = stack.enter_context(state.database.connection())
         principal = _authenticated(state, request, conn, secret)

@@ -24,6 +24,9 @@ class ApiMetrics:
             ["kind"], registry=r)
         self.auth_failures = Counter(
             "energymon_api_auth_failures", "Requests answered 401", registry=r)
+        self.token_lookups = Counter(
+            "energymon_api_token_lookups", "Bearer tokens looked up in the database (requests "
+            "the rate limits let through)", registry=r)
         self.export_rows = Counter(
             "energymon_api_export_rows", "History rows sent, by format", ["format"], registry=r)
         self.pool_size = Gauge(

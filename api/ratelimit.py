@@ -56,6 +56,19 @@ class RateLimiter:
                 return None
             return (1.0 - bucket.tokens) / self.rate
 
+    def blocked(self, key: str) -> float | None:
+        """Seconds until ``key``'s bucket holds a request again, or None when it holds one
+        now (nothing is taken: a look before doing any work for the request)."""
+        if not self.enabled:
+            return None
+        now = self._clock()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return None
+            tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
+            return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def _evict(self, now: float) -> None:
         """Drop buckets that have refilled completely (they hold no state worth keeping)."""
         full = self.burst / self.rate

@@ -42,9 +42,13 @@ class _Server(uvicorn.Server):
 def _server(settings: Settings, host: str, port: int, config: ApiConfig | None,
             database_url: str | None, log_level: str) -> uvicorn.Server:
     app = create_app(settings, config, database_url=database_url)
+    proxies = list((config or settings.api).trusted_proxies)
+    # X-Forwarded-For is believed only from the configured reverse proxies (uvicorn's default
+    # trusts 127.0.0.1, which let a local client pick its own address: security review L1)
     return _Server(uvicorn.Config(app, host=host, port=port, log_level=log_level,
-                                         access_log=False, lifespan="on",
-                                         timeout_graceful_shutdown=10))
+                                  access_log=False, lifespan="on",
+                                  timeout_graceful_shutdown=10, proxy_headers=bool(proxies),
+                                  forwarded_allow_ips=proxies or None))
 
 
 def serve(settings: Settings, database_url: str, *, host: str = "127.0.0.1", port: int = 8000,

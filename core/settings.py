@@ -93,7 +93,13 @@ class ApiSettings(BaseModel):
     rate_burst: int = Field(default=60, ge=1, description="Bucket size: requests in a burst.")
     anonymous_rate_per_second: float = Field(
         default=5.0, ge=0,
-        description="Requests per second per client address for failed authentication.")
+        description="Requests per second per client address for failed authentication; "
+        "once an address has used up its burst of failures, its requests are refused before "
+        "any token lookup until the bucket refills.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed for the "
+        "client address (rate limits); empty = none, the peer address counts.")
 
     # -- sizes -----------------------------------------------------------------------------------
     page_max: int = Field(default=1000, ge=1, description="Largest page of a list (limit).")

@@ -555,8 +555,8 @@ def test_rows_entered_before_the_migration_keep_null_audit_columns(
         conn.execute("INSERT INTO plant_grid_factors (plant_id, year, kgco2_per_kwh, source) "
                      "VALUES (%s, 2024, 0.5, 'old')", (plant,))
     monkeypatch.setattr(migrator, "available_migrations", every)
-    assert migrate(fresh_db, backend="postgres").applied == ["0031_declared_inputs",
-                                                          "0032_declared_integrity"]
+    applied = migrate(fresh_db, backend="postgres").applied
+    assert applied[:2] == ["0031_declared_inputs", "0032_declared_integrity"]
     assert q(fresh_db, "SELECT entered_by, entered_at FROM plant_grid_factors") == [(None, None)]
     with psycopg.connect(fresh_db) as conn:
         conn.execute("INSERT INTO plant_grid_factors (plant_id, year, kgco2_per_kwh, source) "
