@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from api import schemas
+from api.auth import bearer_token
 from api.deps import Db, db_route, plant_in_scope
 from api.problems import Problem, responses
 from core.contract import CODE_PATTERN
@@ -25,7 +26,12 @@ router = APIRouter(tags=["readings"])
 
 
 async def raw_body(request: Request) -> bytes:
-    """The request body, refused with 413 beyond ``push_max_bytes`` (never read whole)."""
+    """The request body, refused with 413 beyond ``push_max_bytes`` (never read whole).
+
+    Nothing is read for a request without a well-formed bearer token (401 first, security
+    review L3: up to 1 MiB was buffered per unauthenticated request); the token itself is
+    checked with the request's database transaction, as for every route."""
+    bearer_token(request.headers.get("authorization"))
     limit = request.app.state.api.config.push_max_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

@@ -65,3 +65,22 @@ def test_limits_are_checked_before_the_token_lookup(env: ApiEnv, proxies: list[s
             assert lookups <= 4
     finally:
         server.stop()
+
+
+def test_a_push_without_a_token_is_refused_before_its_body_is_read(env: ApiEnv) -> None:
+    # security review L3: 1 MiB bodies were read (and 413/415 answered) before authentication
+    server = serve_in_thread(Settings(database_url=env.url), database_url=env.url,
+                             config=CONFIG)
+    try:
+        url = f"{server.url}/api/v1/plants/jx-yujiang-cement/readings"
+        big = b"x" * (2 * 1024 * 1024)
+        for headers in ({}, {"Authorization": "Basic Zm9vOmJhcg=="},
+                        {"Content-Type": "text/plain"}):
+            r = httpx.post(url, content=big, headers=headers, timeout=30)
+            assert r.status_code == 401, (headers, r.status_code)
+            assert r.headers["www-authenticate"].startswith("Bearer")
+        # with a token the body limits apply as before
+        token = {"Authorization": f"Bearer {env.tokens['plant-cement']}"}
+        assert httpx.post(url, content=big, headers=token, timeout=30).status_code == 413
+    finally:
+        server.stop()
