@@ -48,8 +48,7 @@ class RateLimiter:
                     self._evict(now)
                 bucket = self._buckets[key] = _Bucket(float(self.burst), now)
             else:
-                bucket.tokens = min(float(self.burst),
-                                    bucket.tokens + (now - bucket.updated) * self.rate)
+                bucket.tokens = self._refilled(bucket, now)
                 bucket.updated = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
@@ -66,8 +65,11 @@ class RateLimiter:
             bucket = self._buckets.get(key)
             if bucket is None:
                 return None
-            tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
+            tokens = self._refilled(bucket, now)
             return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def _refilled(self, bucket: _Bucket, now: float) -> float:
+        return min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
 
     def _evict(self, now: float) -> None:
         """Drop buckets that have refilled completely (they hold no state worth keeping)."""

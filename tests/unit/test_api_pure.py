@@ -286,3 +286,15 @@ def test_example_history_query_covers_one_day(day: str | None) -> None:
     assert date.fromisoformat(end) - date.fromisoformat(start) == timedelta(days=1)
     if day:
         assert start == day
+
+
+def test_blocked_looks_without_taking() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=1.0, burst=2, clock=lambda: now[0])
+    assert limiter.blocked("a") is None                   # unknown key: not blocked
+    assert [limiter.acquire("a") for _ in range(2)] == [None, None]
+    assert limiter.blocked("a") == pytest.approx(1.0)      # empty: a second to wait
+    assert limiter.blocked("a") == pytest.approx(1.0)      # looking takes nothing
+    now[0] = 1.0
+    assert limiter.blocked("a") is None and limiter.acquire("a") is None
+    assert RateLimiter(rate=0, burst=1).blocked("a") is None   # disabled
