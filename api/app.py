@@ -25,7 +25,7 @@ from api.config import ApiConfig
 from api.db import Database
 from api.deps import AppState
 from api.metrics import ApiMetrics
-from api.ratelimit import RateLimiter
+from api.ratelimit import RateLimiter, Slots
 from api.routes import (
     declared,
     energy,
@@ -190,6 +190,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
                 anonymous_limiter=RateLimiter(config.anonymous_rate_per_second,
                                               config.rate_burst),
                 default_edition=settings.catalogue_edition,
+                exports=Slots(config.exports_at_once, config.exports_at_once_per_token),
             )
             if config.push_enabled:
                 pipeline = _start_pipeline(url, config, settings.ingest)

@@ -45,7 +45,7 @@ from api.db import Database
 from api.metrics import ApiMetrics
 from api.problems import Problem, not_found
 from api.queries import MeterRow, PlantRow, UnitRow
-from api.ratelimit import RateLimiter, retry_after
+from api.ratelimit import RateLimiter, Slots, retry_after
 from api.tokens import hash_secret
 from benchmarks.catalogue import Catalogue
 from core.settings import Settings
@@ -66,6 +66,7 @@ class AppState:
     metrics: ApiMetrics
     limiter: RateLimiter
     anonymous_limiter: RateLimiter
+    exports: Slots = field(default_factory=lambda: Slots(2, 1))
     pipeline: IngestPipeline | None = None  # when push is enabled
     default_edition: int | None = None
     extra_registries: list[CollectorRegistry] = field(default_factory=list)

@@ -84,3 +84,35 @@ class RateLimiter:
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
+
+
+class Slots:
+    """At most ``total`` holders at once, and ``per_key`` per key (heavy exports): a holder
+    that does not get a slot is refused at once, never queued."""
+
+    def __init__(self, total: int, per_key: int) -> None:
+        self.total = total
+        self.per_key = per_key
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, key: str) -> bool:
+        with self._lock:
+            if (sum(self._held.values()) >= self.total
+                    or self._held.get(key, 0) >= self.per_key):
+                return False
+            self._held[key] = self._held.get(key, 0) + 1
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            left = self._held.get(key, 0) - 1
+            if left > 0:
+                self._held[key] = left
+            else:
+                self._held.pop(key, None)
+
+    @property
+    def held(self) -> int:
+        with self._lock:
+            return sum(self._held.values())

@@ -114,6 +114,12 @@ class ApiSettings(BaseModel):
         "1 048 576 rows).")
     parquet_max_rows: int = Field(
         default=2_000_000, ge=1, description="Most rows one Parquet export may hold.")
+    exports_at_once: int = Field(
+        default=2, ge=1,
+        description="XLSX and Parquet exports (built in the API process) running at once; "
+        "more are answered 429, so exports cannot starve other tenants.")
+    exports_at_once_per_token: int = Field(
+        default=1, ge=1, description="XLSX and Parquet exports one token may run at once.")
     push_max_bytes: int = Field(
         default=1_048_576, ge=1, description="Largest readings push body in bytes.")
     stream_write_timeout: float = Field(

@@ -425,3 +425,28 @@ def test_a_streamed_body_holds_its_connection_until_it_ends(env: ApiEnv) -> None
         stats = pool.get_stats()
         assert stats["pool_available"] == stats["pool_size"], (
             "the connection was not given back when the body ended", hang_up_after, stats)
+
+
+def test_heavy_exports_are_bounded_at_once(env: ApiEnv) -> None:
+    # security review M2: XLSX and Parquet are built in the API process; while the slots are
+    # held (exports running), another is answered 429 at once instead of piling up
+    path = f"{API}/plants/jx-yujiang-cement/meters/k2-elec/history"
+    params = {"from": "2026-10-29", "to": "2026-11-02", "resolution": "hour"}
+    slots = env.client.app.state.api.exports  # type: ignore[attr-defined]
+    assert slots.acquire("token:running-1") and slots.acquire("token:running-2")
+    try:
+        for fmt in ("xlsx", "parquet"):
+            r = env.client.get(path, params={**params, "format": fmt},
+                               headers=env.headers("auditor-all"))
+            assert r.status_code == 429, r.text
+            assert r.json()["type"].endswith("exports-busy") and r.headers["retry-after"]
+        # CSV streams in constant memory and is not bounded this way
+        csv = env.client.get(path, params={**params, "format": "csv"},
+                             headers=env.headers("auditor-all"))
+        assert csv.status_code == 200
+    finally:
+        slots.release("token:running-1")
+        slots.release("token:running-2")
+    r = env.client.get(path, params={**params, "format": "xlsx"},
+                       headers=env.headers("auditor-all"))
+    assert r.status_code == 200 and slots.held == 0

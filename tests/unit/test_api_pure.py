@@ -298,3 +298,16 @@ def test_blocked_looks_without_taking() -> None:
     now[0] = 1.0
     assert limiter.blocked("a") is None and limiter.acquire("a") is None
     assert RateLimiter(rate=0, burst=1).blocked("a") is None   # disabled
+
+
+def test_slots_bound_the_total_and_each_key() -> None:
+    from api.ratelimit import Slots
+
+    slots = Slots(total=2, per_key=1)
+    assert slots.acquire("a") and not slots.acquire("a")      # one per key
+    assert slots.acquire("b") and not slots.acquire("c")      # two in all
+    slots.release("a")
+    assert slots.acquire("c") and slots.held == 2
+    slots.release("b")
+    slots.release("c")
+    assert slots.held == 0 and slots.acquire("a")
