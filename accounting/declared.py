@@ -59,6 +59,7 @@ from psycopg.types.json import Jsonb
 
 from accounting.periods import parse_period
 from benchmarks.factors import KJ_PER_KGCE, EnergyFactors, default_energy_factors
+from core.contract import REGISTRY_MULTIPLIER_SOURCES
 from storage.dirty import mark_dirty
 from storage.meta import calendar_timezone
 
@@ -73,7 +74,6 @@ GRID_FACTOR_MAX = 2.0                      # kgCO2/kWh; real grids are about 0.1
 QUANTITY_MAX = 1e12          # t (or the unit's product unit) in one record
 REGISTER_MAX = 1e18          # a register value
 MULTIPLIER_MIN = 1e-6
-RESERVED_SOURCES = ("registry", "registry load")   # fleet.registry.REGISTRY_SOURCES
 MULTIPLIER_MAX = Decimal("1e9")
 PLAUSIBLE = 10.0   # a measured coefficient within 1/10 .. 10 x the table's value or range
 FUTURE_SLACK = timedelta(minutes=5)        # clock skew allowed for "not in the future"
@@ -721,7 +721,7 @@ def add_multiplier_change(
     ratio = _multiplier(where, multiplier)
     since = _instant(where, "valid_from", valid_from)
     src = _required_text(where, "source", source)
-    if src.strip().lower() in RESERVED_SOURCES:
+    if src.strip().lower() in REGISTRY_MULTIPLIER_SOURCES:
         raise _fail(where, "source", f"{src!r} is reserved for the registry's own rows; say "
                     "what changed (e.g. 'CT 300/5 -> 600/5, work order 1234')")
     kind = Kind.METER_MULTIPLIER

@@ -294,14 +294,15 @@ def sufficiency(meter: UnitMeterTotals, days: Sequence[MeterDay], period: Period
     return MeterSufficiency(
         meter=meter.meter_code, kind=meter.kind, role=role, expected=expected,
         received=received, completeness=received / expected if expected > 0 else 1.0,
-        days=n_days, complete_days=complete, incomplete_days=tuple(incomplete),
+        days=n_days, complete_days=complete,
+        incomplete_days=tuple(incomplete[:MAX_DAYS_LISTED]),
         estimated_share=min(1.0, share),
         conversion_issues=tuple(sorted({i.issue for i in issues})))
 
 
 def _incomplete_reason(s: MeterSufficiency, rules: VerdictSettings) -> Reason:
     what = "production meter" if s.role == "output" else "energy meter"
-    n = len(s.incomplete_days)
+    n = s.days - s.complete_days
     days = f"; {n} day(s) below {_pct(rules.day_min_completeness)}" if n else ""
     if s.received == 0:
         message = f"{what} {s.meter} sent no readings in the period ({s.expected:.0f} expected)"
@@ -311,7 +312,7 @@ def _incomplete_reason(s: MeterSufficiency, rules: VerdictSettings) -> Reason:
                    f"{_pct(rules.meter_min_completeness)} needed){days}")
     return Reason("meter_incomplete", message, meter=s.meter, value=s.completeness,
                   limit=rules.meter_min_completeness,
-                  days=s.incomplete_days[:MAX_DAYS_LISTED], day_count=n)
+                  days=s.incomplete_days, day_count=n)
 
 
 # -- the judge ------------------------------------------------------------------------------------

@@ -147,12 +147,13 @@ class Accountant:
         ):
             grid.setdefault(plant, []).append((int(year), float(factor)))
         steps: dict[int, list[tuple[float, float]]] = {}
-        if self._has_multiplier_history(conn):
-            for meter_id, valid_from, multiplier in conn.execute(
-                "SELECT meter_id, extract(epoch FROM valid_from)::float8, multiplier::float8 "
-                "FROM meter_multipliers ORDER BY meter_id, valid_from"
-            ):
-                steps.setdefault(int(meter_id), []).append((valid_from, multiplier))
+        history = ("SELECT meter_id, extract(epoch FROM valid_from)::float8, "
+                   "multiplier::float8 FROM meter_multipliers")
+        order = " ORDER BY meter_id, valid_from"
+        for meter_id, valid_from, multiplier in (
+                conn.execute(history + " WHERE meter_id = ANY(%s)" + order, (list(ids),))
+                if ids is not None else conn.execute(history + order)):
+            steps.setdefault(int(meter_id), []).append((valid_from, multiplier))
         for row in rows:
             meter = MeterRow(*row)
             self._meters[meter.id] = meter
@@ -171,11 +172,6 @@ class Accountant:
                     self._factor_issue[meter.id] = f"kgce: {_message(exc)}"
                     log.warning("meter %s/%s: energy not converted: %s", meter.plant_code,
                                 meter.code, _message(exc))
-
-    @staticmethod
-    def _has_multiplier_history(conn: psycopg.Connection) -> bool:
-        row = conn.execute("SELECT to_regclass('meter_multipliers') IS NOT NULL").fetchone()
-        return bool(row and row[0])
 
     # -- recompute --------------------------------------------------------------------------
     def recompute(self, meter_ids: Sequence[int] | None = None,

@@ -39,7 +39,7 @@ from api.routes import (
 from benchmarks.catalogue import Catalogue
 from core.settings import IngestSettings, Settings
 from ingest import IngestConfig, IngestPipeline
-from ingest.service import dead_letter_limits
+from ingest.writer import DeadLetterLimits
 from storage.meta import calendar_timezone
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class MetricsMiddleware:
 def _start_pipeline(url: str, config: ApiConfig, ingest: IngestSettings) -> IngestPipeline:
     pipeline = IngestPipeline.for_database(
         url, config=IngestConfig(max_payload_bytes=config.push_max_bytes,
-                                 dead_letters=dead_letter_limits(ingest)))
+                                 dead_letters=DeadLetterLimits.from_settings(ingest)))
     return pipeline.start(registry_timeout=30)
 
 

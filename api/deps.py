@@ -66,7 +66,7 @@ class AppState:
     metrics: ApiMetrics
     limiter: RateLimiter
     anonymous_limiter: RateLimiter
-    exports: Slots = field(default_factory=lambda: Slots(2, 1))
+    exports: Slots                          # heavy exports at once (api.exports_at_once)
     pipeline: IngestPipeline | None = None  # when push is enabled
     default_edition: int | None = None
     extra_registries: list[CollectorRegistry] = field(default_factory=list)

@@ -75,3 +75,8 @@ def finite_value(value: float) -> float:
         raise ValueError("value must be a finite number (NaN and infinity are rejected)")
     return value
 
+
+#: ``meter_multipliers.source`` of the rows the registry writes itself (the base row of a
+#: history, a fleet file's change loaded with ``energymon registry load``); any other source
+#: is a declared change, which a later registry load never overrules
+REGISTRY_MULTIPLIER_SOURCES = ("registry", "registry load")

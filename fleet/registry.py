@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import psycopg
 
+from core.contract import REGISTRY_MULTIPLIER_SOURCES
 from fleet import Fleet
 from modbus.registermap import counter_rollover
 
@@ -89,9 +90,8 @@ RETURNING id, (xmax = 0)
 
 # A changed CT x PT multiplier never rewrites history: the old ratio stays in force up to now
 # (a base row from -infinity when the meter has no history yet), the new one from now on.
-# Rows the registry writes carry these sources; any other source is a declared change
-# (``energymon declare multiplier``), which a fleet file does not overrule.
-REGISTRY_SOURCES = ("registry", "registry load")
+# Rows the registry writes carry core.contract.REGISTRY_MULTIPLIER_SOURCES; any other source
+# is a declared change (``energymon declare multiplier``), which a fleet file does not overrule.
 _MULTIPLIER_NOW = """
 SELECT m.multiplier,
        (SELECT h.source FROM meter_multipliers h WHERE h.meter_id = m.id
@@ -176,7 +176,7 @@ def upsert_meter(conn: psycopg.Connection, *, plant_pk: int, unit_pk: int | None
     note = None
     current = conn.execute(_MULTIPLIER_NOW, (plant_pk, code)).fetchone()
     if current is not None and Decimal(current[0]) != Decimal(multiplier):
-        if current[1] is not None and current[1] not in REGISTRY_SOURCES:
+        if current[1] is not None and current[1] not in REGISTRY_MULTIPLIER_SOURCES:
             note = (f"meter {code!r}: multiplier {multiplier} in the file, {current[0]} from "
                     f"its declared history (kept; declare a change with `energymon declare "
                     f"multiplier`)")

@@ -74,7 +74,7 @@ class IngestConfig:
     retry_initial: float = 0.05           # first backoff after a transient error, seconds
     retry_max: float = 5.0                # backoff cap, seconds
     connect_timeout: float = 5.0
-    dead_letters: DeadLetterLimits = field(default_factory=DeadLetterLimits)
+    dead_letters: DeadLetterLimits = field(default_factory=DeadLetterLimits.from_settings)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_pending < self.batch_size:

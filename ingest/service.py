@@ -52,20 +52,12 @@ class IngestOptions:
             flush_interval=settings.flush_interval,
             max_pending=settings.max_pending,
             future_tolerance=timedelta(seconds=settings.future_tolerance),
-            dead_letters=dead_letter_limits(settings),
+            dead_letters=DeadLetterLimits.from_settings(settings),
         )
         return cls(group=settings.group, client_id=settings.client_id, config=config,
                    metrics_port=settings.metrics_port, metrics_addr=settings.metrics_addr,
                    receive_maximum=settings.receive_maximum,
                    session_expiry=settings.session_expiry, drain_timeout=settings.drain_timeout)
-
-
-def dead_letter_limits(settings: IngestSettings) -> DeadLetterLimits:
-    """The dead-letter bounds of the ``ingest`` settings (MQTT ingest and the API's push)."""
-    return DeadLetterLimits(
-        max_payload_bytes=settings.dead_letter_max_bytes,
-        per_plant_per_minute=settings.dead_letter_quota_per_minute,
-        retention=timedelta(days=settings.dead_letter_retention_days))
 
 
 class IngestService:

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from core.settings import IngestSettings
 from ingest.model import Unit, WriteStats
 from ingest.reasons import ReasonCode
 from ingest.rows import (
@@ -94,13 +95,22 @@ _PRUNE_DEAD = ("DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letter
 
 @dataclass(frozen=True)
 class DeadLetterLimits:
-    """What dead letters may cost (security review M3: 83 MB in 6 s from one client)."""
+    """What dead letters may cost (security review M3: 83 MB in 6 s from one client); the
+    defaults are the ``ingest`` settings' (:meth:`from_settings`)."""
 
-    max_payload_bytes: int = 65_536      # stored prefix; the full size and SHA-256 are kept
-    per_plant_per_minute: int = 6_000    # beyond it: counted in dead_letter_overflow
-    retention: timedelta = timedelta(days=90)
+    max_payload_bytes: int               # stored prefix; the full size and SHA-256 are kept
+    per_plant_per_minute: int            # beyond it: counted in dead_letter_overflow
+    retention: timedelta
     prune_every: float = 600.0           # seconds between retention passes
     prune_batch: int = 10_000            # rows deleted per pass at most
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings | None = None) -> DeadLetterLimits:
+        """The bounds of the ``ingest`` settings (their defaults when None)."""
+        settings = settings or IngestSettings()
+        return cls(max_payload_bytes=settings.dead_letter_max_bytes,
+                   per_plant_per_minute=settings.dead_letter_quota_per_minute,
+                   retention=timedelta(days=settings.dead_letter_retention_days))
 
 
 def _text(value: str | None) -> str | None:
@@ -125,7 +135,7 @@ class PgWriter:
         self.url = url
         self.connect_timeout = connect_timeout
         self.dedup_hold = dedup_hold
-        self.limits = dead_letters or DeadLetterLimits()
+        self.limits = dead_letters or DeadLetterLimits.from_settings()
         self._clock = clock
         self._conn: psycopg.Connection | None = None
         self._fast_after = 0.0

@@ -63,7 +63,7 @@ def unit_out(r: UnitResult) -> schemas.UnitIntensity:
             meter=m.meter, kind=m.kind, role=m.role,
             expected=m.expected, received=m.received, completeness=m.completeness,
             days=m.days, complete_days=m.complete_days,
-            incomplete_days=list(m.incomplete_days[:31]), estimated_share=m.estimated_share,
+            incomplete_days=list(m.incomplete_days), estimated_share=m.estimated_share,
             conversion_issues=list(m.conversion_issues)) for m in r.meters],
         design_capacity=r.design_capacity, capacity_unit=r.capacity_unit,
         provenance=schemas.Provenance(catalogue_version=r.catalogue_version,
