@@ -38,12 +38,28 @@ def simulators() -> Iterator[SimulatedGateways]:
     gateways.close()
 
 
+class MinuteClock:
+    """Wall time moved back to the minute boundary that has just passed when it was made.
+
+    A cycle run at ``tick`` then reads "on time" whatever second of the minute the test starts
+    at; with the real clock a test started at hh:mm:59 reads 59 s late and is ``suspect``.
+    """
+
+    def __init__(self) -> None:
+        now = time.time()
+        self.tick = int(now) // 60 * 60
+        self._shift = now - self.tick
+
+    def __call__(self) -> float:
+        return time.time() - self._shift
+
+
 def collector(tmp_path: Path, links: list[dict[str, Any]], devices: list[dict[str, Any]],
-              ) -> Collector:
+              wall: Any = time.time) -> Collector:
     gw = parse_gateway({"gateway": {"id": "gw", "plant": "p1", "links": links,
                                     "devices": devices,
                                     "spool": {"path": str(tmp_path / "spool.sqlite")}}})
-    return Collector(gw, data_dir=tmp_path, mqtt=None)
+    return Collector(gw, data_dir=tmp_path, mqtt=None, wall=wall)
 
 
 def spooled(c: Collector) -> dict[str, tuple[str, float, str]]:
@@ -54,14 +70,13 @@ def spooled(c: Collector) -> dict[str, tuple[str, float, str]]:
 def all_fields_device(model: str, dev_id: str, link: str, unit_id: int) -> dict[str, Any]:
     rmap = load_register_map(model)
     return {"id": dev_id, "link": link, "unit_id": unit_id, "model": model, "interval_s": 60,
-            "late_after_s": 59,
             "meters": [{"id": f"{dev_id}.{f.name}", "field": f.name} for f in rmap.fields]}
 
 
-def run_cycle(c: Collector, tick: int | None = None) -> list[Any]:
+def run_cycle(c: Collector, tick: int) -> list[Any]:
     async def go() -> list[Any]:
         try:
-            return await c.run_cycle(tick if tick is not None else int(time.time()) // 60 * 60)
+            return await c.run_cycle(tick)
         finally:
             for link in c.links.values():
                 link.close()
@@ -83,9 +98,11 @@ def test_every_meter_model_decodes_to_the_simulated_values(
         link["port"] = f"socket://127.0.0.1:{server.port}"  # RTU frames over a pyserial URL
     else:
         link.update(host="127.0.0.1", port=server.port)
+    clock = MinuteClock()
     c = collector(tmp_path, [link],
-                  [all_fields_device(u.model, f"d{u.unit_id}", "l", u.unit_id) for u in units])
-    results = run_cycle(c)
+                  [all_fields_device(u.model, f"d{u.unit_id}", "l", u.unit_id) for u in units],
+                  wall=clock)
+    results = run_cycle(c, clock.tick)
     assert [r.error for r in results] == [None] * len(units)
     got = spooled(c)
     checked = 0
@@ -115,6 +132,7 @@ def test_counter_word_order_and_rollover_edges(servers: ServerThread, tmp_path: 
     belt = Unit(3, "generic_belt_scale")
     belt.set_values(production_total=9999999999.98)  # just below rollover 999999999999 raw
     server = servers.start(ModbusTestServer([flow, adl, belt]))
+    clock = MinuteClock()
     c = collector(tmp_path, [{"name": "l", "transport": "tcp", "host": "127.0.0.1",
                               "port": server.port}],
                   [{"id": "f", "link": "l", "unit_id": 1, "model": "generic_flow_totaliser",
@@ -122,8 +140,9 @@ def test_counter_word_order_and_rollover_edges(servers: ServerThread, tmp_path: 
                    {"id": "a", "link": "l", "unit_id": 2, "model": "acrel_adl400",
                     "interval_s": 60, "meters": [{"id": "a", "field": "energy_import"}]},
                    {"id": "b", "link": "l", "unit_id": 3, "model": "generic_belt_scale",
-                    "interval_s": 60, "meters": [{"id": "b", "field": "production_total"}]}])
-    run_cycle(c)
+                    "interval_s": 60, "meters": [{"id": "b", "field": "production_total"}]}],
+                  wall=clock)
+    run_cycle(c, clock.tick)
     got = spooled(c)
     assert got["f"][1] == 429496729.4
     assert got["a"][1] == 42949672.94
