@@ -108,7 +108,7 @@ def describe(config: ApiConfig) -> str:
 
 # units of the numbers in the wire payloads (core.payload models, shared with MQTT)
 PAYLOAD_UNITS = {
-    "BatchPayload": {"v": "1", "seq": "1"},
+    "BatchPayload": {"v": "1", "seq": "1", "epoch": "1", "held_from": "1", "dropped": "1"},
     "WireReading": {"value": "the meter's eng_unit (register value, before the multiplier)"},
     "SingleReadingPayload": {
         "value": "the meter's eng_unit (register value, before the multiplier)"},

@@ -324,7 +324,22 @@ class PublishConfig(_Model):
     )
     max_inflight: int = Field(default=20, ge=1, le=1000)
     max_readings_per_message: int = Field(default=5000, ge=1, le=MAX_READINGS_PER_BATCH)
-    ack_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    ack_timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="a message the broker has not acknowledged "
+        "(PUBACK) within this of a live connection is sent again")
+    acknowledgement: Literal["platform", "broker"] = Field(
+        default="platform",
+        description="platform: a batch leaves the spool only when the platform has committed "
+        "it (plants/{plant}/acks/{gateway}); broker: on the broker's PUBACK (at-least-once to "
+        "the broker only: a broker that loses what it acknowledged loses those readings)",
+    )
+    platform_ack_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="a batch the broker acknowledged but the platform has not confirmed "
+        "within this is sent again; the wait doubles with every resend of that batch",
+    )
+    platform_ack_max_s: float = Field(
+        default=600.0, gt=0, le=86_400, description="cap of the doubling wait between resends")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     reconnect_min_s: int = Field(default=1, ge=1, le=600)
     reconnect_max_s: int = Field(default=30, ge=1, le=3600)

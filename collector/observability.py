@@ -111,7 +111,8 @@ class _SpoolCollector:
         if s is None:
             return
         g = GaugeMetricFamily("energymon_collector_spool_depth_readings",
-                              "readings in the spool not yet acknowledged by the broker")
+                              "readings in the spool not yet acknowledged (by the platform, "
+                              "or by the broker with acknowledgement: broker)")
         g.add_metric([], s.depth)
         yield g
         g = GaugeMetricFamily("energymon_collector_spool_batches",
@@ -132,6 +133,11 @@ class _SpoolCollector:
         c.add_metric(["drop_oldest"], s.dropped_oldest)
         c.add_metric(["refuse_new"], s.refused_new)
         yield c
+        g = GaugeMetricFamily("energymon_collector_unacked_oldest_age_seconds",
+                              "how long the oldest batch in the spool has waited to be "
+                              "acknowledged (0 when none)")
+        g.add_metric([], max(0.0, time.time() - s.oldest_created) if s.oldest_created else 0.0)
+        yield g
         g = GaugeMetricFamily("energymon_collector_gateway_seq",
                               "next gateway sequence number (persisted)")
         g.add_metric([], s.next_seq)
@@ -182,6 +188,21 @@ class CollectorMetrics:
                                        registry=r)
         self.republished = Counter("energymon_collector_republished_messages",
                                    "messages sent again after an ack timeout", registry=r)
+        self.awaiting_platform = Gauge(
+            "energymon_collector_awaiting_platform_batches",
+            "batches the broker acknowledged that the platform has not yet confirmed committed",
+            registry=r)
+        self.platform_acked_seq = Gauge(
+            "energymon_collector_platform_acked_seq",
+            "highest seq the platform confirmed committed (-1: none since start)", registry=r)
+        self.platform_acked_seq.set(-1)
+        self.platform_confirmed_readings = Counter(
+            "energymon_collector_platform_confirmed_readings",
+            "readings deleted from the spool because the platform confirmed them", registry=r)
+        self.resent_unconfirmed = Counter(
+            "energymon_collector_resent_unconfirmed_messages",
+            "messages sent again because the platform had not confirmed them in time",
+            registry=r)
         self.mqtt_connected = Gauge("energymon_collector_mqtt_connected",
                                     "1 when connected to the platform broker", registry=r)
         self.mqtt_in = Counter("energymon_collector_mqtt_meter_messages",

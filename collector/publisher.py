@@ -1,13 +1,26 @@
-"""Forward the spool to the platform broker: QoS 1, one message per batch, delete on PUBACK.
+"""Forward the spool to the platform: QoS 1, one message per batch, delete when committed.
 
 The spool is the source of truth; the paho client's own queue is only a window of at most
-``max_inflight`` messages. A batch leaves the spool only when the broker acknowledged the very
-message that carried it (paho 2.x ``on_publish(client, userdata, mid, reason_code,
-properties)`` with a success reason code). What paho had in flight when the connection dropped
-it re-sends by itself after reconnecting (same ``mid``, DUP flag); anything not acknowledged
-within ``ack_timeout_s`` of a live connection is published again from the spool. Duplicates on
-the wire are therefore possible (QoS 1 semantics) and loss is not: the platform keys readings
-by ``(meter, ts)``.
+``max_inflight`` messages. Two acknowledgements count:
+
+1. The broker's PUBACK of the very message that carried a batch (paho 2.x ``on_publish(client,
+   userdata, mid, reason_code, properties)`` with a success reason code). What paho had in
+   flight when the connection dropped it re-sends by itself after reconnecting (same ``mid``,
+   DUP flag); anything not acknowledged within ``ack_timeout_s`` of a live connection is
+   published again from the spool.
+2. The platform's (``acknowledgement: platform``, the default): ingest publishes, after each
+   commit, the highest contiguous committed ``seq`` of this gateway's spool epoch on
+   ``plants/{plant}/acks/{gateway}`` (retained, QoS 1; ``core.payload.AckPayload``). Only that
+   deletes batches from the spool. A batch the broker acknowledged that the platform has not
+   confirmed within ``platform_ack_timeout_s`` is published again, the wait doubling with every
+   resend of it up to ``platform_ack_max_s``: a broker that lost what it acknowledged (a
+   restart that does not restore a shared subscription, a queue limit) loses nothing.
+
+With ``acknowledgement: broker`` the PUBACK deletes the batch (at-least-once to the broker
+only). Duplicates on the wire are possible either way and loss is not: the platform keys
+readings by ``(meter, ts)``. Every message says from which seq the spool still holds batches
+(``held_from``) and how many readings its policy dropped (``dropped``), so the platform can
+tell a gap from a drop.
 
 Order: ``oldest_first`` publishes strictly in spool order (so each meter's readings reach the
 broker in time order); ``live_first`` publishes the newest cycle as soon as it is spooled and
@@ -35,7 +48,7 @@ from collector.config import PublishConfig
 from collector.observability import CollectorMetrics, OutageLog, log_event, to_loop
 from collector.spool import Batch, Spool
 from core.mqtt import mqtt_client
-from core.payload import BatchPayload, topic_for
+from core.payload import AckPayload, BatchPayload, ack_topic_for, topic_for
 from core.settings import MqttEndpoint
 
 __all__ = ["Publisher", "TokenBucket"]
@@ -87,6 +100,8 @@ class Publisher:
         self.spool = spool
         self.gateway_id = gateway_id
         self.topic = topic_for(plant)
+        self.ack_topic = ack_topic_for(plant, gateway_id)
+        self.platform = config.acknowledgement == "platform"
         self.endpoint = endpoint
         self.config = config
         self.metrics = metrics
@@ -98,6 +113,10 @@ class Publisher:
         self._by_mid: dict[int, int] = {}
         self._acked: list[int] = []  # acknowledged, not yet deleted from the spool
         self._acked_set: set[int] = set()
+        # broker-acknowledged, waiting for the platform: seq -> when it may be sent again
+        self._awaiting: dict[int, float] = {}
+        self._attempts: dict[int, int] = {}   # seq -> times sent (for the doubling wait)
+        self.platform_acked = -1               # highest seq the platform confirmed
         self._flush_handle: asyncio.TimerHandle | None = None
         self._connected = False
         self._connected_since = 0.0
@@ -109,7 +128,13 @@ class Publisher:
 
     # ----------------------------------------------------------------- paho side (thread)
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if self.platform and not rc.is_failure:
+            # every (re)connect: the retained acknowledgement comes back at once
+            client.subscribe(self.ack_topic, qos=1)
         to_loop(self._loop, self._connected_event, not rc.is_failure, str(rc))
+
+    def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        to_loop(self._loop, self._platform_ack_event, bytes(message.payload))
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         to_loop(self._loop, self._disconnected_event, str(rc))
@@ -149,10 +174,47 @@ class Publisher:
         else:
             self.metrics.acked.inc()
             self.metrics.acked_readings.inc(n)
-            self._acked.append(seq)
-            self._acked_set.add(seq)
-            if self._flush_handle is None and self._loop is not None:
-                self._flush_handle = self._loop.call_later(0.05, self.flush_acks)
+            if self.platform:
+                if seq > self.platform_acked:
+                    attempts = self._attempts.get(seq, 1)
+                    wait = min(self.config.platform_ack_max_s,
+                               self.config.platform_ack_timeout_s * 2 ** (attempts - 1))
+                    self._awaiting[seq] = self._clock() + wait
+                    self.metrics.awaiting_platform.set(len(self._awaiting))
+            else:
+                self._acked.append(seq)
+                self._acked_set.add(seq)
+                if self._flush_handle is None and self._loop is not None:
+                    self._flush_handle = self._loop.call_later(0.05, self.flush_acks)
+        self._wake.set()
+
+    def _platform_ack_event(self, raw: bytes) -> None:
+        try:
+            ack = AckPayload.model_validate_json(raw)
+        except ValueError:
+            log_event(logging.WARNING, "platform_ack_unreadable", topic=self.ack_topic,
+                      payload=raw[:200].decode("utf-8", "replace"))
+            return
+        epoch = self.spool.stats().epoch
+        if ack.gateway != self.gateway_id or ack.epoch != epoch:
+            # another spool's stream (an old or replaced spool file): not ours to confirm
+            log_event(logging.DEBUG, "platform_ack_other_epoch", epoch=ack.epoch, ours=epoch)
+            return
+        if ack.acked <= self.platform_acked:
+            return
+        self.platform_acked = ack.acked
+        removed = self.spool.confirm(ack.acked)
+        for seq in [s for s in self._awaiting if s <= ack.acked]:
+            del self._awaiting[seq]
+        for seq in [s for s in self._attempts if s <= ack.acked]:
+            del self._attempts[seq]
+        for seq in [s for s in self._inflight if s <= ack.acked]:
+            mid, _, _ = self._inflight.pop(seq)
+            self._by_mid.pop(mid, None)
+        m = self.metrics
+        m.platform_acked_seq.set(ack.acked)
+        m.platform_confirmed_readings.inc(removed)
+        m.awaiting_platform.set(len(self._awaiting))
         self._wake.set()
 
     def flush_acks(self) -> None:
@@ -177,6 +239,7 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         client.max_inflight_messages_set(self.config.max_inflight)
         client.connect_async(self.endpoint.host, self.endpoint.port,
                              keepalive=self.config.keepalive_s)
@@ -184,9 +247,11 @@ class Publisher:
         self._client = client
 
     async def stop(self, grace_s: float = 2.0) -> None:
-        """Wait up to ``grace_s`` for in-flight acks, delete what was acked, disconnect."""
+        """Wait up to ``grace_s`` for in-flight acks (and the platform's confirmation of
+        them), delete what was acknowledged, disconnect. What is left stays in the spool."""
         deadline = self._clock() + grace_s
-        while self._inflight and self._connected and self._clock() < deadline:
+        while ((self._inflight or self._awaiting) and self._connected
+               and self._clock() < deadline):
             await asyncio.sleep(0.02)
         if self._flush_handle is not None:
             self._flush_handle.cancel()
@@ -212,9 +277,13 @@ class Publisher:
                           waited_s=round(now - sent_at, 1))
 
     def _payload(self, batch: Batch) -> str:
+        stats = self.spool.stats()
         return BatchPayload.model_validate({
             "gateway": self.gateway_id,
             "seq": batch.seq,
+            "epoch": stats.epoch,
+            "held_from": stats.held_from,
+            "dropped": stats.dropped,
             "sent_at": datetime.now(UTC),
             "readings": [
                 {"meter": m, "ts": ts, "value": v, "quality": q} for m, ts, v, q in batch.readings
@@ -228,9 +297,18 @@ class Publisher:
         self._inflight[batch.seq] = (info.mid, self._clock(), len(batch.readings))
         self._by_mid[info.mid] = batch.seq
         self.metrics.published.inc()
+        if self.platform:
+            if self._awaiting.pop(batch.seq, None) is not None:
+                self.metrics.resent_unconfirmed.inc()
+                self.metrics.awaiting_platform.set(len(self._awaiting))
+            self._attempts[batch.seq] = self._attempts.get(batch.seq, 0) + 1
 
     def _busy(self) -> set[int]:
-        return set(self._inflight) | self._acked_set
+        busy = set(self._inflight) | self._acked_set
+        if self._awaiting:
+            now = self._clock()
+            busy.update(seq for seq, due in self._awaiting.items() if due > now)
+        return busy
 
     def publish_ready(self) -> float | None:
         """Publish what the window and the rate allow; returns seconds to wait for a token."""

@@ -1,11 +1,15 @@
 """Durable store-and-forward spool: SQLite in WAL mode, one row per reading.
 
 Every reading is committed here before anything is published, and removed only after the
-broker acknowledged the message that carried it. Readings are grouped into *batches* when they
+platform acknowledged the message that carried it (:meth:`Spool.confirm`: ingest committed
+it; or, with ``acknowledgement: broker``, :meth:`Spool.ack` on the broker's PUBACK). Readings
+are grouped into *batches* when they
 are written (one per cycle, split at ``max_per_batch``); each batch gets the next gateway
 sequence number in the same transaction, so a batch keeps its ``seq`` across resends and
-restarts and the platform can count gaps and redeliveries. The next ``seq`` and the drop
-counters live in the ``meta`` table and survive restarts.
+restarts and the platform can count gaps and redeliveries. The next ``seq``, the drop
+counters and the spool's ``epoch`` (a random id made when the file is created: a new spool
+restarts at seq 0 in a new epoch, so the platform never mistakes it for old batches) live in
+the ``meta`` table and survive restarts.
 
 Capacity is counted in readings. When a new batch does not fit:
 
@@ -21,6 +25,7 @@ power loss; ``NORMAL`` survives a killed process but may lose the last commits o
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -30,7 +35,7 @@ from pathlib import Path
 
 from collector.observability import log_event
 
-__all__ = ["Batch", "Spool", "SpoolReading", "SpoolStats"]
+__all__ = ["Batch", "Spool", "SpoolReading", "SpoolStats", "read_stats"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -78,6 +83,14 @@ class SpoolStats:
     next_seq: int
     dropped_oldest: int
     refused_new: int
+    epoch: int = 0
+    held_from: int = 0             # lowest seq still held (next_seq when empty)
+    oldest_created: float | None = None   # when the oldest batch held was spooled
+
+    @property
+    def dropped(self) -> int:
+        """Readings lost to the capacity policy, either way (reported to the platform)."""
+        return self.dropped_oldest + self.refused_new
 
 
 class Spool:
@@ -112,13 +125,23 @@ class Spool:
         with self._tx():
             for key in ("next_seq", "dropped_oldest", "refused_new"):
                 self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, 0)", (key,))
+            # older spool files get an epoch on first open too; their seqs continue in it
+            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('epoch', ?)",
+                             (secrets.randbits(62),))
         self._meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         self._depth = self._db.execute("SELECT count(*) FROM readings").fetchone()[0]
         self._batches = self._db.execute("SELECT count(*) FROM batches").fetchone()[0]
         self._oldest = self._db.execute("SELECT min(first_ts) FROM batches").fetchone()[0]
+        self._head = self._head_row()
         self._stats = self._make_stats()
 
     # ------------------------------------------------------------------------ plumbing
+    def _head_row(self) -> tuple[int, float] | None:
+        """(seq, created_at) of the oldest batch held."""
+        row = self._db.execute(
+            "SELECT seq, created_at FROM batches ORDER BY seq LIMIT 1").fetchone()
+        return (int(row[0]), float(row[1])) if row else None
+
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
 
@@ -129,6 +152,7 @@ class Spool:
     def _refresh(self) -> None:
         """Recompute the oldest timestamp (indexed) and publish a new stats snapshot."""
         self._oldest = self._db.execute("SELECT min(first_ts) FROM batches").fetchone()[0]
+        self._head = self._head_row()
         self._stats = self._make_stats()
 
     def _make_stats(self) -> SpoolStats:
@@ -140,6 +164,9 @@ class Spool:
             next_seq=self._meta["next_seq"],
             dropped_oldest=self._meta["dropped_oldest"],
             refused_new=self._meta["refused_new"],
+            epoch=self._meta["epoch"],
+            held_from=self._head[0] if self._head else self._meta["next_seq"],
+            oldest_created=self._head[1] if self._head else None,
         )
 
     def close(self) -> None:
@@ -248,9 +275,44 @@ class Spool:
         self._refresh()
         return int(removed)
 
+    def confirm(self, acked: int) -> int:
+        """The platform committed every batch up to ``acked``: delete them; returns the
+        number of readings removed."""
+        if self._head is None or self._head[0] > acked:
+            return 0
+        with self._tx():
+            removed = self._db.execute("DELETE FROM readings WHERE seq <= ?", (acked,)).rowcount
+            gone = self._db.execute("DELETE FROM batches WHERE seq <= ?", (acked,)).rowcount
+        self._depth -= removed
+        self._batches -= gone
+        self._refresh()
+        return int(removed)
+
     def stats(self) -> SpoolStats:
         """Counters kept in memory (cheap; safe to call from a metrics thread)."""
         return self._stats
+
+
+def read_stats(path: str | Path, capacity: int = 0) -> SpoolStats:
+    """The state of a spool file, read-only (safe while its collector runs: WAL readers do
+    not block the writer). Raises ``FileNotFoundError`` when there is no spool there."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no spool at {path}")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        depth = db.execute("SELECT count(*) FROM readings").fetchone()[0]
+        batches, oldest = db.execute("SELECT count(*), min(first_ts) FROM batches").fetchone()
+        head = db.execute("SELECT seq, created_at FROM batches ORDER BY seq LIMIT 1").fetchone()
+    finally:
+        db.close()
+    return SpoolStats(depth=depth, batches=batches, capacity=capacity, oldest_ts=oldest,
+                      next_seq=meta.get("next_seq", 0),
+                      dropped_oldest=meta.get("dropped_oldest", 0),
+                      refused_new=meta.get("refused_new", 0), epoch=meta.get("epoch", 0),
+                      held_from=head[0] if head else meta.get("next_seq", 0),
+                      oldest_created=head[1] if head else None)
 
 
 class _Transaction:

@@ -71,6 +71,17 @@ class IngestMetrics:
             "energymon_ingest_mqtt_acks_dropped",
             "Acknowledgements not sent because the connection they belong to is gone "
             "(the broker redelivers; duplicates are absorbed)", registry=r)
+        self.redelivered_batches = Counter(
+            "energymon_ingest_redelivered_batches",
+            "Gateway batches whose seq was already committed (redelivery or resend)", registry=r)
+        self.skipped_batches = Counter(
+            "energymon_ingest_skipped_batches",
+            "Gateway batches that never came because their gateway's spool dropped them "
+            "(its policy when full); the readings are counted in gateway_streams", registry=r)
+        self.platform_acks = Counter(
+            "energymon_ingest_platform_acks",
+            "End-to-end acknowledgements published to plants/{plant}/acks/{gateway}",
+            registry=r)
         # pre-bound children: no label lookup on the hot path
         self.messages_mqtt = self.messages.labels("mqtt")
         self.messages_http = self.messages.labels("http")

@@ -9,7 +9,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from ingest.reasons import ReasonCode
-from ingest.validation import DeadLetter
+from ingest.validation import BatchMark, DeadLetter
 
 
 class Outcome(StrEnum):
@@ -93,6 +93,7 @@ class Unit:
     dead: list[DeadLetter]
     raw: bytes
     on_done: Callable[[Receipt], None] | None = None
+    batch: BatchMark | None = None   # the gateway stream position, for the end-to-end ack
     weight: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -120,3 +121,16 @@ class WriteStats:
     conflicts: int = 0
     dead_letters: dict[ReasonCode, int] = field(default_factory=dict)
     dead_letters_over_quota: int = 0     # counted in dead_letter_overflow, not stored
+    acks: list[StreamAck] = field(default_factory=list)   # gateway streams after the commit
+    redeliveries: int = 0                # batches whose seq was already committed
+    skipped: int = 0                     # batches the gateways dropped before they came
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAck:
+    """A gateway stream's highest contiguous committed seq, as committed."""
+
+    plant_code: str
+    gateway: str
+    epoch: int
+    acked: int

@@ -14,6 +14,10 @@
   on their connection; the broker redelivers those messages and the writer absorbs them).
 - ``ReceiveMaximum`` bounds the unacknowledged messages the broker sends; the pipeline's
   bounded queue blocks this thread when full, so backpressure reaches the broker.
+- End-to-end acknowledgement: after each commit the worker publishes every gateway stream the
+  commit advanced on ``plants/{plant}/acks/{gateway}`` (QoS 1, retained; ``core.payload``):
+  the collector keeps a batch in its spool until such an acknowledgement covers it, because
+  the broker's PUBACK alone does not survive every broker failure.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.mqtt import mqtt_client
-from core.payload import plant_from_topic
+from core.payload import AckPayload, ack_topic_for, plant_from_topic
 from core.settings import MqttEndpoint
-from ingest.model import Receipt
+from ingest.model import Receipt, StreamAck
 from ingest.pipeline import IngestPipeline, PipelineClosed
 
 log = logging.getLogger(__name__)
@@ -66,7 +70,7 @@ class MqttIngestWorker:
         receive_maximum: int = 20_000,
         keepalive: int = 30,
         reconnect_min: int = 1,
-        reconnect_max: int = 30,
+        reconnect_max: int = 5,
         quiet_period: float = 0.3,
     ) -> None:
         if qos not in (0, 1):
@@ -94,7 +98,7 @@ class MqttIngestWorker:
         # MQTT 3.1.1: the persistent session comes from clean_session=False
         client = mqtt_client(endpoint, self.client_id, manual_ack=True,
                              reconnect_min=reconnect_min, reconnect_max=reconnect_max)
-        client.max_inflight_messages_set(100)    # our own publishes: none, but bounded anyway
+        client.max_inflight_messages_set(1000)   # our own publishes: the platform acks
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -103,6 +107,7 @@ class MqttIngestWorker:
         client.on_message = self._on_message
         self._unsubscribed = threading.Event()
         self.client = client
+        pipeline.ack_listeners.append(self._publish_acks)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> MqttIngestWorker:
@@ -227,6 +232,17 @@ class MqttIngestWorker:
             log.exception("unexpected failure handling a message on %r", message.topic)
 
     # -- acknowledgement (writer thread) -------------------------------------------------------
+    def _publish_acks(self, acks: Sequence[StreamAck]) -> None:
+        """Tell each gateway how far its batches are committed (retained: a collector that
+        connects later gets the latest at once; paho queues them while disconnected)."""
+        if self._stopped:
+            return
+        for ack in acks:
+            payload = AckPayload(gateway=ack.gateway, epoch=ack.epoch, acked=ack.acked)
+            self.client.publish(ack_topic_for(ack.plant_code, ack.gateway),
+                                payload.model_dump_json(), qos=1, retain=True)
+        self.metrics.platform_acks.inc(len(acks))
+
     def _ack(self, generation: int, mid: int, qos: int, receipt: Receipt) -> None:
         if not receipt.durable:
             return  # abandoned: no ack, the broker redelivers

@@ -9,7 +9,9 @@ transaction: a batch is flushed when ``batch_size`` readings are queued, when th
 waited ``flush_interval``, or when nothing new arrived for ``idle_flush`` (the sender is
 waiting for acknowledgements: a broker's in-flight window is full). After the commit, each
 message's ``on_done`` callback runs (the MQTT worker acknowledges there), and
-``receipt.wait()`` returns.
+``receipt.wait()`` returns. Then every ``ack_listeners`` callable gets the gateway streams the
+batch advanced (:mod:`ingest.streams`): the MQTT worker publishes them as the end-to-end
+acknowledgement.
 
 Errors: transient database errors (by SQLSTATE, see :mod:`ingest.errors`) are retried with
 capped exponential backoff, the batch kept whole, until they succeed or the pipeline is closed
@@ -36,7 +38,7 @@ from core.payload import MAX_PAYLOAD_BYTES
 from ingest.buffer import BoundedBuffer, BufferClosed
 from ingest.errors import ErrorClass, classify
 from ingest.metrics import IngestMetrics
-from ingest.model import Outcome, Receipt, Rejection, Unit, WriteStats
+from ingest.model import Outcome, Receipt, Rejection, StreamAck, Unit, WriteStats
 from ingest.reasons import ReasonCode
 from ingest.registry_cache import RegistryCache, database_loader
 from ingest.validation import DEFAULT_FUTURE_TOLERANCE, DeadLetter, Validated, Validator
@@ -124,6 +126,8 @@ class IngestPipeline:
         self._threads: list[threading.Thread] = []
         self.metrics.queue_capacity.set(self.config.max_pending)
         self._messages = {"mqtt": self.metrics.messages_mqtt, "http": self.metrics.messages_http}
+        #: called in the writer thread after each commit with the streams it advanced
+        self.ack_listeners: list[Callable[[Sequence[StreamAck]], None]] = []
 
     @classmethod
     def for_database(cls, url: str, *, config: IngestConfig | None = None,
@@ -234,7 +238,8 @@ class IngestPipeline:
                 bytes(raw))])
         receipt = Receipt(plant_code, source, received_at, validated.count,
                           tuple(Rejection(d.reason_code, d.reason) for d in validated.dead))
-        unit = Unit(receipt, validated.rows, validated.count, validated.dead, raw, on_done)
+        unit = Unit(receipt, validated.rows, validated.count, validated.dead, raw, on_done,
+                    validated.batch)
         try:
             if not self._buffer.put(unit, unit.weight, timeout):
                 raise Backpressure(f"the ingest queue stayed full ({self._buffer.pending} "
@@ -340,14 +345,29 @@ class IngestPipeline:
         for code, count in stats.dead_letters.items():
             m.dead_by_reason[code].inc(count)
         self._finish(units, Outcome.COMMITTED)
+        self._streams(stats)
+
+    def _streams(self, stats: WriteStats) -> None:
+        m = self.metrics
+        if stats.redeliveries:
+            m.redelivered_batches.inc(stats.redeliveries)
+        if stats.skipped:
+            m.skipped_batches.inc(stats.skipped)
+        if not stats.acks:
+            return
+        for listener in self.ack_listeners:
+            try:
+                listener(stats.acks)
+            except Exception:
+                log.exception("publishing end-to-end acknowledgements failed")
 
     def _set_aside(self, unit: Unit, exc: Exception) -> None:
         reason = _describe(exc)
         log.error("message from %s set aside: %s", unit.source, reason)
         dead = DeadLetter(ReasonCode.PERMANENT_DB_ERROR, reason[:2000], bytes(unit.raw))
         try:
-            self._retrying(lambda: self.writer.write_dead_letters([(unit, dead)]),
-                           "setting a message aside")
+            stats = self._retrying(lambda: self.writer.write_dead_letters([(unit, dead)]),
+                                   "setting a message aside")
         except _Abandon as abandon:
             self._finish([unit], Outcome.ABANDONED, str(abandon))
             return
@@ -359,6 +379,7 @@ class IngestPipeline:
         self.metrics.set_aside.inc()
         self.metrics.dead_by_reason[ReasonCode.PERMANENT_DB_ERROR].inc()
         self._finish([unit], Outcome.SET_ASIDE, reason)
+        self._streams(stats)
 
     def _finish(self, units: Sequence[Unit], outcome: Outcome, error: str | None = None) -> None:
         if outcome is Outcome.ABANDONED:

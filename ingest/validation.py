@@ -29,6 +29,7 @@ from typing_extensions import TypedDict
 
 from core.contract import CODE_PATTERN, Quality
 from core.payload import (
+    MAX_EPOCH,
     MAX_PAYLOAD_BYTES,
     MAX_READINGS_PER_BATCH,
     PAYLOAD_VERSION,
@@ -71,6 +72,9 @@ class _FastBatch(TypedDict):
     v: NotRequired[Annotated[int, Field(ge=1, le=PAYLOAD_VERSION)]]
     gateway: _Code
     seq: Annotated[int, Field(ge=0)]
+    epoch: NotRequired[Annotated[int, Field(ge=0, le=MAX_EPOCH)]]
+    held_from: NotRequired[Annotated[int, Field(ge=0)] | None]
+    dropped: NotRequired[Annotated[int, Field(ge=0)] | None]
     sent_at: NotRequired[datetime | None]
     readings: Annotated[list[_FastReading], Field(max_length=MAX_READINGS_PER_BATCH)]
 
@@ -90,13 +94,27 @@ class DeadLetter:
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class BatchMark:
+    """Where a gateway's batch sits in its stream (``ingest.streams`` reconciles them)."""
+
+    gateway: str
+    epoch: int
+    seq: int
+    held_from: int | None = None
+    dropped: int | None = None
+
+
 @dataclass(slots=True)
 class Validated:
-    """The outcome of validating one message: encoded rows to store and dead letters."""
+    """The outcome of validating one message: encoded rows to store and dead letters, and
+    the batch's place in its gateway's stream (None for single readings and for messages
+    whose envelope could not be read: those are not acknowledged end to end)."""
 
     rows: bytes = b""
     count: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
+    batch: BatchMark | None = None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -165,11 +183,14 @@ class Validator:
             return self._whole(ReasonCode.UNKNOWN_PLANT,
                                f"plant {plant_code!r} is not registered", raw)
         if self.fast:
+            mark: BatchMark | None = None
             try:
                 if _BATCH_MARKER in raw:
                     batch = _FAST_BATCH.validate_json(raw, strict=True)
                     items: list[Any] = batch["readings"]
                     context: str | None = f"gateway {batch['gateway']} seq {batch['seq']}"
+                    mark = BatchMark(batch["gateway"], batch.get("epoch", 0), batch["seq"],
+                                     batch.get("held_from"), batch.get("dropped"))
                 else:
                     items = [_FAST_SINGLE.validate_json(raw, strict=True)]
                     context = None
@@ -178,6 +199,7 @@ class Validator:
             else:
                 result = self._fast(plant_code, meters, items, raw, received_at, context)
                 if result is not None:
+                    result.batch = mark
                     return result
         return self._slow(plant_code, meters, raw, received_at)
 
@@ -312,6 +334,8 @@ class Validator:
             good.append((index, reading, item))
         result = self._accept(plant_code, meters, good, raw, received_at, context)
         result.dead[:0] = dead
+        result.batch = BatchMark(batch.gateway, batch.epoch, batch.seq, batch.held_from,
+                                 batch.dropped)
         return result
 
     def _accept(self, plant_code: str | None, meters: dict[str, MeterEntry],

@@ -15,6 +15,9 @@ Per batch, in one transaction:
    (redeliveries come in runs) before it tries the fast path again.
 2. Accounting: each meter's time range of the batch is queued with energymon_mark_dirty().
 3. Dead letters (rejected messages or readings, with their raw bytes), binary COPY.
+4. Gateway streams (:mod:`ingest.streams`): the batches are recorded as committed and each
+   gateway's highest contiguous committed seq advanced, the acknowledgement the pipeline
+   publishes after the commit.
 
 Concurrent workers are safe: two transactions writing the same key serialise on the unique
 index; the later one fails the fast path or skips the row with ON CONFLICT.
@@ -47,6 +50,7 @@ from ingest.rows import (
     from_micros,
     to_micros,
 )
+from ingest.streams import track
 from ingest.validation import DeadLetter
 from storage.dirty import mark_dirty
 
@@ -182,6 +186,7 @@ class PgWriter:
                 if stats.inserted:
                     self._queue_accounting(conn, units)
                 used = self._write_dead(conn, [(u, d) for u in units for d in u.dead], stats)
+                stats.acks, stats.redeliveries, stats.skipped = track(conn, units)
             self._commit_quota(used)
             self._prune(conn)
             return stats
@@ -214,6 +219,9 @@ class PgWriter:
         try:
             with conn.transaction():
                 used = self._write_dead(conn, items, stats)
+                # a message set aside is durable too: its batch counts as committed
+                stats.acks, stats.redeliveries, stats.skipped = track(
+                    conn, list({id(u): u for u, _ in items}.values()))
             self._commit_quota(used)
             return stats
         except BaseException:

@@ -153,7 +153,8 @@ class Mosquitto(_BrokerProcess):
             acl_lines = []
             for user in self.platform_users:
                 acl_lines += [f"user {user}", "topic readwrite #", ""]
-            acl_lines += ["pattern write plants/%u/#", "pattern read plants/%u/commands/#"]
+            acl_lines += ["pattern write plants/%u/readings", "pattern read plants/%u/commands/#",
+                          "pattern read plants/%u/acks/#"]
             acl.write_text("\n".join(acl_lines) + "\n")
             lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
         conf = self.workdir / "mosquitto.conf"

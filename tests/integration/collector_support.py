@@ -122,12 +122,18 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.1) -> bool:
 
 
 def gateway_yaml(path: Path, *, links: list[dict[str, Any]], devices: list[dict[str, Any]],
-                 spool: Path, plant: str = "p1", **extra: Any) -> Path:
-    """Write a gateway file (YAML is a superset of JSON)."""
-    gateway = {"id": "gw-test", "plant": plant, "links": links, "devices": devices,
+                 spool: Path, plant: str = "p1", acknowledgement: str = "broker",
+                 gateway_id: str = "gw-test", **extra: Any) -> Path:
+    """Write a gateway file (YAML is a superset of JSON).
+
+    ``acknowledgement`` is ``broker`` by default: the tests that use it without an ingest
+    process watch the collector against a broker alone; the end-to-end (platform) one is
+    tested with ingest in ``tests/faults``."""
+    gateway = {"id": gateway_id, "plant": plant, "links": links, "devices": devices,
                "spool": {"path": str(spool), "capacity_readings": 100_000,
                          "synchronous": "normal"},
-               "publish": {"reconnect_min_s": 1, "reconnect_max_s": 2, "drain_rate_msgs_s": 50},
+               "publish": {"reconnect_min_s": 1, "reconnect_max_s": 2, "drain_rate_msgs_s": 50,
+                           "acknowledgement": acknowledgement},
                **extra}
     path.write_text(json.dumps({"gateway": gateway}, indent=1))
     return path

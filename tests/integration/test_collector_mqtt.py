@@ -4,6 +4,9 @@ What is checked is the spool ledger against what a subscriber received: the spoo
 gateway sequence numbers 0, 1, 2, ... in one transaction with the readings, so "no reading
 lost" means every ``seq`` below the final ``next_seq`` that is no longer in the spool reached
 the broker. Duplicates on the wire are allowed (QoS 1); loss is not.
+
+These collectors run with ``acknowledgement: broker`` (no ingest here to confirm batches); the
+end-to-end acknowledgement, with ingest and PostgreSQL, is tested in ``tests/faults``.
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ def test_mqtt_native_meters_are_forwarded_through_the_spool(tmp_path: Path) -> N
     config = tmp_path / "gateway.yaml"
     config.write_text(json.dumps({"gateway": {
         "id": "gw-test", "plant": "cu", "spool": {"path": str(spool)},
-        "publish": {"reconnect_min_s": 1, "reconnect_max_s": 2},
+        "publish": {"reconnect_min_s": 1, "reconnect_max_s": 2, "acknowledgement": "broker"},
         "mqtt_meters": {"url": local.url, "flush_s": 0.2, "meters": [
             {"id": "main-elec", "topic": "site/main/kwh", "format": "number"},
             {"id": "main-gas", "topic": "site/gas", "format": "reading"}]}}}))
