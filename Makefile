@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck venv clean
+.PHONY: demo test soak lint typecheck venv clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "energymon needs Python >= 3.11 (found " + sys.version.split()[0] + ")")'
@@ -25,6 +25,12 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# the fault suite's long profile (tests/faults): longer outages, ten broker kills, every
+# broker configuration; figures in .data/faults/results.jsonl (see docs/reliability.md)
+soak: venv
+	@bash scripts/ensure-test-deps.sh
+	ENERGYMON_FAULTS_PROFILE=long $(BIN)/pytest -s -p no:cacheprovider tests/faults
 
 lint: venv
 	$(BIN)/ruff check .

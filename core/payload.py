@@ -89,7 +89,11 @@ class BatchPayload(BaseModel):
 
 class AckPayload(BaseModel):
     """The platform's acknowledgement of a gateway's batches: every seq ``<= acked`` of
-    ``epoch`` is committed (stored or dead-lettered) or was dropped by the gateway itself."""
+    ``epoch`` is committed (stored or dead-lettered) or was dropped by the gateway itself.
+
+    Several ingest workers publish acknowledgements of one gateway, so they may arrive out of
+    order: a receiver keeps the highest it has seen (a lower one is stale, never a retraction).
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 

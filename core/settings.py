@@ -182,8 +182,11 @@ class IngestSettings(BaseModel):
         default=20_000, ge=1, le=65_535,
         description="Unacknowledged messages the broker may send at once.")
     session_expiry: int = Field(
-        default=3600, ge=0,
-        description="Seconds the broker keeps this worker's session while it is away.")
+        default=60, ge=0,
+        description="Seconds the broker keeps this worker's session while it is away. Short "
+        "on purpose: while a dead worker's session lives, the broker queues that worker's "
+        "share of the stream for it instead of giving it to the others; when it expires, "
+        "the collectors resend what the platform never confirmed (docs/reliability.md).")
     drain_timeout: float = Field(
         default=30, ge=0, description="Seconds to commit what was received at shutdown.")
     dead_letter_max_bytes: int = Field(

@@ -161,6 +161,11 @@ class BoundedBuffer(Generic[T]):
     def pending(self) -> int:
         return self._pending
 
+    def oldest(self) -> T | None:
+        """The item queued longest (None when the queue is empty)."""
+        with self._lock:
+            return self._items[0][0] if self._items else None
+
     @property
     def closed(self) -> bool:
         return self._closed

@@ -48,6 +48,10 @@ class IngestMetrics:
         self.queue_depth = Gauge(
             "energymon_ingest_queue_readings",
             "Readings (and dead letters) waiting for or being written", registry=r)
+        self.oldest_age = Gauge(
+            "energymon_ingest_oldest_unacknowledged_age_seconds",
+            "How long the oldest message received and not yet committed (so not yet "
+            "acknowledged) has waited; grows while the database is away", registry=r)
         self.queue_capacity = Gauge(
             "energymon_ingest_queue_capacity", "Bound of the ingest queue", registry=r)
         self.backpressure = Counter(

@@ -66,7 +66,7 @@ class MqttIngestWorker:
         client_id: str | None = None,
         topics: Sequence[str] = READINGS_TOPICS,
         qos: int = 1,
-        session_expiry: int = 3600,
+        session_expiry: int = 60,
         receive_maximum: int = 20_000,
         keepalive: int = 30,
         reconnect_min: int = 1,

@@ -125,6 +125,10 @@ class IngestPipeline:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.metrics.queue_capacity.set(self.config.max_pending)
+        # read at scrape time, so they stay true while the writer waits for the database
+        self._writing: list[Unit] = []            # the batch the writer is on
+        self.metrics.queue_depth.set_function(lambda: self._buffer.pending)
+        self.metrics.oldest_age.set_function(self._oldest_age)
         self._messages = {"mqtt": self.metrics.messages_mqtt, "http": self.metrics.messages_http}
         #: called in the writer thread after each commit with the streams it advanced
         self.ack_listeners: list[Callable[[Sequence[StreamAck]], None]] = []
@@ -256,6 +260,7 @@ class IngestPipeline:
             if not batch:
                 return
             units = [unit for unit, _ in batch]
+            self._writing = units
             self._count_received(units)
             try:
                 self._commit(units)
@@ -265,8 +270,17 @@ class IngestPipeline:
                 self._finish([u for u in units if not u.receipt.done], Outcome.ABANDONED,
                              "internal error")
             finally:
+                self._writing = []
                 self._buffer.release(sum(weight for _, weight in batch))
-                self.metrics.queue_depth.set(self._buffer.pending)
+
+    def _oldest_age(self) -> float:
+        """Seconds the oldest message not yet committed has waited (0 when none)."""
+        writing = self._writing
+        head = self._buffer.oldest()
+        times = [u.received_at for u in writing[:1]] + ([head.received_at] if head else [])
+        if not times:
+            return 0.0
+        return max(0.0, (self._now() - min(times)).total_seconds())
 
     def _count_received(self, units: list[Unit]) -> None:
         """Message and reading counters, per batch (off the receiving thread's hot path)."""
@@ -283,7 +297,6 @@ class IngestPipeline:
             counter.inc(count)
         if readings:
             self.metrics.readings_received.inc(readings)
-        self.metrics.queue_depth.set(self._buffer.pending)
 
     def _run_refresher(self) -> None:
         while not self._stop.wait(self.config.registry_refresh):

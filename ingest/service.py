@@ -32,7 +32,7 @@ class IngestOptions:
     metrics_port: int | None = None
     metrics_addr: str = "127.0.0.1"
     receive_maximum: int = 20_000
-    session_expiry: int = 3600
+    session_expiry: int = 60
     drain_timeout: float = 30.0
 
     def __post_init__(self) -> None:

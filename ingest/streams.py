@@ -9,6 +9,11 @@ wait in ``gateway_batches_ahead`` until the gap closes (the collector resends wh
 seen acknowledged) or the gateway says it no longer holds the missing ones (``held_from``:
 dropped by its spool's policy; counted in ``skipped_batches``).
 
+A stream starts at the lowest ``held_from`` its first transaction carries (a collector's
+first message says 0). A sender that gives no ``held_from`` (one older than this protocol,
+the simulators' floods) starts its stream at the first seq committed; a lower seq committed
+later, by a second worker, say, is then counted as a redelivery.
+
 The steady state (no gap, the next seqs in order) costs one ``UPDATE`` per stream per
 transaction. Stream rows are locked in key order, so concurrent workers writing batches of the
 same gateway serialise on the row and never deadlock.

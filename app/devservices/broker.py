@@ -118,20 +118,22 @@ class Mosquitto(_BrokerProcess):
     users: dict[str, str] | None = None
     platform_users: tuple[str, ...] = ("ingest",)
     persistence: bool = True
+    #: Mosquitto's own defaults for queue and in-flight limits and autosave (the fault suite
+    #: runs on them as well as on the project's settings)
+    stock: bool = False
 
 
     mqtt_protocol = "5"
 
     def _write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        lines = [
-            f"listener {self.port} 127.0.0.1",
-            "max_inflight_messages 1000",
-            "max_queued_messages 1000000",
-            "max_packet_size 2097152",
+        lines = [f"listener {self.port} 127.0.0.1"]
+        if not self.stock:
+            lines += ["max_inflight_messages 1000", "max_queued_messages 1000000",
+                      "max_packet_size 2097152", "autosave_interval 1"]
+        lines += [
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
-            "autosave_interval 1",
             f"log_dest file {self.workdir / 'mosquitto.log'}",
             "log_type error",
             "log_type warning",

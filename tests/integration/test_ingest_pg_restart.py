@@ -60,14 +60,24 @@ def test_postgres_restart_mid_stream_loses_nothing(
         thread.start()
         wait_until(lambda: readings_count(url) >= 300, what="the stream to start")
         own_server.stop("fast")                 # mid-stream: the writer loses its connection
+        gauge = worker.pipeline.metrics.registry.get_sample_value
         time.sleep(1.5)
         before = worker.mqtt.received
+        # the metrics stay true while the database is away (review D4: they froze)
+        held = gauge("energymon_ingest_queue_readings")
+        age = gauge("energymon_ingest_oldest_unacknowledged_age_seconds")
+        assert held is not None and held > 0, held
+        assert age is not None and age >= 1.0, age
+        time.sleep(0.5)
+        assert gauge("energymon_ingest_oldest_unacknowledged_age_seconds") >= age + 0.4
         own_server.start("ingest")
         assert published.wait(30)
         total = MESSAGES * len(CEMENT_METERS)
         wait_until(lambda: readings_count(url) == total, timeout=30, what="every reading")
         assert worker.pipeline.flush(10)
         assert readings_count(url) == total
+        assert gauge("energymon_ingest_queue_readings") == 0
+        assert gauge("energymon_ingest_oldest_unacknowledged_age_seconds") == 0
         assert scalar(url, "SELECT count(*) FROM dead_letters") == 0
         assert scalar(url, "SELECT count(*) FROM reading_conflicts") == 0
         retries = sum(s.get() for m in worker.pipeline.metrics.db_retries._metrics.values()
