@@ -18,6 +18,7 @@ from app.commands import (
     Handler,
     accounting,
     api,
+    broker,
     collect,
     database,
     declare,
@@ -35,10 +36,10 @@ from storage.meta import SchemaMissing
 from storage.migrate import MigrationError
 
 # the order of `energymon --help`
-_GROUPS = (database, registry, declare, collect, ingest, accounting, simulate_commands, api,
-           demo)
+_GROUPS = (database, registry, declare, collect, ingest, broker, accounting, simulate_commands,
+           api, demo)
 _ORDER = ("migrate", "check-config", "collect", "registry", "declare", "db", "ingest",
-          "accounting", "verdicts", "simulate", "serve", "token", "demo")
+          "broker-config", "accounting", "verdicts", "simulate", "serve", "token", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -301,6 +301,10 @@ def read_stats(path: str | Path, capacity: int = 0) -> SpoolStats:
         raise FileNotFoundError(f"no spool at {path}")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"meta", "batches", "readings"} <= tables:
+            # a collector creating it this moment, or some other SQLite file
+            raise FileNotFoundError(f"{path} is not an initialised spool (yet)")
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         depth = db.execute("SELECT count(*) FROM readings").fetchone()[0]
         batches, oldest = db.execute("SELECT count(*), min(first_ts) FROM batches").fetchone()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from app.brokerconf import TESTING, acl_lines, config_lines
 from core.ports import free_port
 
 
@@ -126,25 +127,14 @@ class Mosquitto(_BrokerProcess):
     mqtt_protocol = "5"
 
     def _write_config(self) -> Path:
+        """The generated configuration (:mod:`app.brokerconf`, sized for tests), or with
+        ``stock`` only what a test needs on top of Mosquitto's own defaults."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        lines = [f"listener {self.port} 127.0.0.1"]
-        if not self.stock:
-            lines += ["max_inflight_messages 1000", "max_queued_messages 1000000",
-                      "max_packet_size 2097152", "autosave_interval 1"]
-        lines += [
-            f"persistence {'true' if self.persistence else 'false'}",
-            f"persistence_location {self.workdir}/",
-            f"log_dest file {self.workdir / 'mosquitto.log'}",
-            "log_type error",
-            "log_type warning",
-        ]
-        if os.geteuid() == 0:
-            # mosquitto started as root drops to user 'mosquitto', which cannot read a
-            # private work directory; this broker is local to a test or the demo.
-            lines.append("user root")
-        if self.users is None:
-            lines.append("allow_anonymous true")
-        else:
+        # mosquitto started as root drops to user 'mosquitto', which cannot read a private
+        # work directory; this broker is local to a test or the demo
+        extra = ("user root",) if os.geteuid() == 0 else ()
+        passwd = acl = None
+        if self.users is not None:
             passwd = self.workdir / "passwd"
             passwd.write_text("")
             passwd.chmod(0o600)
@@ -152,13 +142,19 @@ class Mosquitto(_BrokerProcess):
                 subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password],
                                check=True, capture_output=True)
             acl = self.workdir / "acl"
-            acl_lines = []
-            for user in self.platform_users:
-                acl_lines += [f"user {user}", "topic readwrite #", ""]
-            acl_lines += ["pattern write plants/%u/readings", "pattern read plants/%u/commands/#",
-                          "pattern read plants/%u/acks/#"]
-            acl.write_text("\n".join(acl_lines) + "\n")
-            lines += ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"]
+            acl.write_text("\n".join(acl_lines(self.platform_users)) + "\n")
+        log = self.workdir / "mosquitto.log"
+        if self.stock:
+            lines = [f"listener {self.port} 127.0.0.1",
+                     f"persistence {'true' if self.persistence else 'false'}",
+                     f"persistence_location {self.workdir}/", f"log_dest file {log}",
+                     "log_type error", "log_type warning", *extra]
+            lines += (["allow_anonymous true"] if passwd is None else
+                      ["allow_anonymous false", f"password_file {passwd}", f"acl_file {acl}"])
+        else:
+            lines = config_lines(TESTING, listener=f"{self.port} 127.0.0.1",
+                                 persistence_dir=self.workdir, persistence=self.persistence,
+                                 password_file=passwd, acl_file=acl, log_file=log, extra=extra)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf

@@ -138,3 +138,74 @@ def test_ingest_and_collector_clients_speak_mqtt_311_to_the_python_broker(
     finally:
         service.stop()
         broker.stop()
+
+
+def test_acknowledgements_reach_only_their_plant_and_only_ingest_writes_them(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The generated ACL: ingest publishes plants/<p>/acks/<gw>; plant p1 reads its own,
+    cannot read p2's, and cannot forge one (it would delete its own unconfirmed data)."""
+    import time
+
+    broker = Mosquitto(tmp_path / "b", users={"ingest": "i", "p1": "one", "p2": "two"})
+    broker.start()
+    got: dict[str, list[bytes]] = {"p1": [], "p2": []}
+    clients = []
+    try:
+        for plant, password in (("p1", "one"), ("p2", "two")):
+            c = _client(broker, plant, password)
+            c.on_message = lambda cl, u, m, plant=plant: got[plant].append(m.payload)
+            c.connect("127.0.0.1", broker.port)
+            c.subscribe("plants/+/acks/#", qos=1)   # asks for everyone's: gets its own only
+            c.loop_start()
+            clients.append(c)
+        ingest = _client(broker, "ingest", "i")
+        ingest.connect("127.0.0.1", broker.port)
+        ingest.loop_start()
+        clients.append(ingest)
+        time.sleep(0.3)
+        clients[1].publish("plants/p1/acks/gw", b"forged by p2", qos=1).wait_for_publish(5)
+        clients[0].publish("plants/p1/acks/gw", b"forged by p1", qos=1).wait_for_publish(5)
+        ingest.publish("plants/p1/acks/gw", b"from ingest", qos=1, retain=True
+                       ).wait_for_publish(5)
+        deadline = time.monotonic() + 5
+        while not got["p1"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert got == {"p1": [b"from ingest"], "p2": []}
+    finally:
+        for c in clients:
+            c.loop_stop()
+        broker.stop()
+
+
+def test_the_province_configuration_runs_on_mosquitto(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """deploy/mosquitto/mosquitto.conf's settings (with local paths and port) are accepted."""
+    import os
+    import subprocess
+
+    from app.brokerconf import PROVINCE, config_lines
+    from app.devservices.broker import _wait_listening, find_mosquitto
+    from core.ports import free_port
+
+    exe = find_mosquitto()
+    if exe is None:
+        pytest.skip("mosquitto is not installed")
+    port = free_port()
+    passwd = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(passwd), "ingest", "i"], check=True,
+                   capture_output=True)
+    conf = tmp_path / "mosquitto.conf"
+    extra = ("user root",) if os.geteuid() == 0 else ()
+    conf.write_text("\n".join(config_lines(
+        PROVINCE, listener=f"{port} 127.0.0.1", persistence_dir=tmp_path,
+        password_file=passwd, log_file=tmp_path / "log", extra=extra)) + "\n")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.PIPE)
+    try:
+        _wait_listening(proc, port, 10, "mosquitto")
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.username_pw_set("ingest", "i")
+        client.connect("127.0.0.1", port)
+        client.disconnect()
+    finally:
+        proc.terminate()
+        proc.wait(10)

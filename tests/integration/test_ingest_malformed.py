@@ -1,4 +1,4 @@
-"""A stream mixing valid messages with 1 000 generated malformed ones: every valid reading is
+"""A stream mixing valid messages with 10 000 generated malformed ones: every valid reading is
 stored, every bad payload (or bad reading) is dead-lettered with its reason, nothing crashes."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,13 +24,14 @@ from tests.integration.ingest_support import (
     BASE,
     CEMENT,
     CEMENT_METERS,
+    FAST,
     GLASS,
     Publisher,
     Worker,
     wait_until,
 )
 
-MALFORMED = 1000
+MALFORMED = 10_000
 INSTALLED = BASE - timedelta(days=365)
 FUTURE = datetime.now(UTC) + timedelta(days=2)
 
@@ -48,7 +50,8 @@ _whole_message = st.one_of(
         st.lists(st.integers(), max_size=3), st.integers(), st.text(max_size=10), st.none())),
     st.tuples(st.just("single_wrong_type"), _wrong_type),
     st.tuples(st.just("unknown_plant"), _code),
-    st.tuples(st.just("bad_envelope"), st.sampled_from(["gateway", "seq", "v", "extra"])),
+    st.tuples(st.just("bad_envelope"), st.sampled_from(["gateway", "seq", "v", "extra",
+                                                          "epoch", "held_from", "dropped"])),
 )
 _bad_reading = st.tuples(st.just("bad_item"), st.sampled_from(_item_faults), _wrong_type,
                          _non_finite, _code, st.integers(0, 4), st.integers(0, 3))
@@ -58,7 +61,11 @@ SPECS = st.booleans().flatmap(lambda one_reading: _bad_reading if one_reading el
 
 @pytest.fixture
 def worker(db: str, mosquitto: Mosquitto) -> Iterator[Worker]:
-    w = Worker(db, mosquitto, "test-malformed")
+    # every dead letter is to be stored and checked: no per-minute quota in the way (the
+    # quota itself is tested in test_dead_letter_bounds.py)
+    config = replace(FAST, dead_letters=replace(FAST.dead_letters,
+                                                per_plant_per_minute=10 * MALFORMED))
+    w = Worker(db, mosquitto, "test-malformed", config=config)
     yield w
     w.stop()
 
@@ -109,8 +116,10 @@ class Stream:
             payload = self._batch([{"meter": "k1-elec", "ts": BASE.isoformat(), "value": 1.0}])
         elif kind == "bad_envelope":
             field = spec[1]
-            envelope: dict[str, Any] = {"gateway": "GW 1"} if field == "gateway" else \
-                {"seq": -5} if field == "seq" else {"v": 2} if field == "v" else {"plant": CEMENT}
+            envelope: dict[str, Any] = {
+                "gateway": {"gateway": "GW 1"}, "seq": {"seq": -5}, "v": {"v": 2},
+                "extra": {"plant": CEMENT}, "epoch": {"epoch": "one"},
+                "held_from": {"held_from": -1}, "dropped": {"dropped": 1.5}}[field]
             payload = self._batch([{"meter": "k1-elec", "ts": BASE.isoformat(), "value": 1.0}],
                                   **envelope)
             reason = ReasonCode.INVALID_SCHEMA
@@ -174,7 +183,7 @@ def test_valid_and_malformed_payloads_mixed(db: str, worker: Worker,
 
     publisher.publish_many(stream.messages)
     total = len(stream.messages)
-    wait_until(lambda: worker.mqtt.received == total, timeout=60, what=f"{total} deliveries")
+    wait_until(lambda: worker.mqtt.received == total, timeout=180, what=f"{total} deliveries")
     assert worker.pipeline.flush(20)
     assert worker.pipeline.running, "the writer thread died"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.spool import Spool, SpoolReading
+from collector.spool import Spool, SpoolReading, read_stats
 
 T0 = datetime(2026, 11, 20, 2, 15, tzinfo=UTC)
 
@@ -48,6 +48,40 @@ def test_ack_removes_only_the_acknowledged_batches(tmp_path: Path) -> None:
     assert spool.ack([1]) == 0  # a second ack (redelivered PUBACK) is harmless
     spool.ack([0, 3])
     assert spool.pending(10) == [] and spool.stats().oldest_ts is None
+
+
+def test_confirm_removes_everything_up_to_the_platforms_ack(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s.sqlite", capacity=1000)
+    for i in range(5):
+        spool.add(cycle(i))
+    assert spool.confirm(-1) == 0
+    assert spool.confirm(2) == 9
+    assert [b.seq for b in spool.pending(10)] == [3, 4]
+    s = spool.stats()
+    assert (s.depth, s.batches, s.held_from, s.next_seq) == (6, 2, 3, 5)
+    assert spool.confirm(2) == 0                       # again: nothing more
+    assert spool.confirm(10) == 6
+    s = spool.stats()
+    assert (s.depth, s.held_from, s.oldest_created) == (0, 5, None)   # empty: next seq
+
+
+def test_read_stats_sees_what_the_collector_holds_without_writing(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with pytest.raises(FileNotFoundError):
+        read_stats(path)
+    sqlite3.connect(path).close()                      # a file being created, no schema yet
+    with pytest.raises(FileNotFoundError, match="not an initialised spool"):
+        read_stats(path)
+    path.unlink()
+    spool = Spool(path, capacity=1000, when_full="drop_oldest")
+    for i in range(3):
+        spool.add(cycle(i))
+    spool.confirm(0)
+    mtime = path.stat().st_mtime_ns
+    seen = read_stats(path, capacity=1000)
+    assert seen == spool.stats()
+    assert path.stat().st_mtime_ns == mtime
+    spool.close()
 
 
 def test_seq_and_backlog_survive_reopening(tmp_path: Path) -> None:
@@ -121,7 +155,7 @@ def test_rejects_unknown_policy(tmp_path: Path) -> None:
 WRITER = textwrap.dedent("""
     import sys
     from datetime import UTC, datetime, timedelta
-    from collector.spool import Spool, SpoolReading
+    from collector.spool import Spool, SpoolReading, read_stats
     spool = Spool(sys.argv[1], capacity=10_000_000, synchronous="normal")
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     i = 0
@@ -151,3 +185,35 @@ def test_sigkill_mid_write_leaves_only_whole_batches(tmp_path: Path) -> None:
     assert all(len(b.readings) == 50 for b in batches)
     assert all(r[2] == float(b.seq) for b in batches for r in b.readings)
     assert spool.stats().depth == 50 * n
+
+
+def test_collect_status_prints_what_the_spool_holds_unconfirmed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.cli import main
+
+    spool_file = tmp_path / "gw.sqlite"
+    gateway = tmp_path / "gateway.yaml"
+    gateway.write_text(json.dumps({"gateway": {
+        "id": "gw-1", "plant": "p1", "spool": {"path": str(spool_file)},
+        "links": [{"name": "l", "transport": "tcp", "host": "127.0.0.1", "port": 502}],
+        "devices": [{"id": "d", "link": "l", "unit_id": 1, "model": "chint_dtsu666",
+                     "meters": [{"id": "m", "field": "energy_import"}]}]}}))
+    monkeypatch.setenv("ENERGYMON_DATA_DIR", str(tmp_path))
+    assert main(["collect", "--gateway", str(gateway), "--status"]) == 1
+    assert "has not run here" in capsys.readouterr().err
+    spool = Spool(spool_file, capacity=1000)
+    for i in range(4):
+        spool.add(cycle(i))
+    spool.confirm(1)
+    spool.close()
+    assert main(["collect", "--gateway", str(gateway), "--status", "--format", "json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["unacknowledged_readings"] == 6 and status["unacknowledged_batches"] == 2
+    assert status["held_from_seq"] == 2 and status["next_seq"] == 4
+    assert status["acknowledgement"] == "platform"
+    assert status["oldest_unacknowledged_age_s"] >= 0
+    assert main(["collect", "--gateway", str(gateway), "--status"]) == 0
+    assert "unacknowledged readings" in capsys.readouterr().out
