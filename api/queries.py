@@ -97,6 +97,21 @@ class MeterStatusRow:
 
 
 @dataclass(frozen=True)
+class GatewayStreamRow:
+    gateway: str
+    epoch: int
+    acked_seq: int
+    max_seq: int
+    committed_batches: int
+    redeliveries: int
+    skipped_batches: int
+    dropped_readings: int
+    gap_since: datetime | None
+    first_seen: datetime
+    last_commit_at: datetime
+
+
+@dataclass(frozen=True)
 class EnergyTotalRow:
     energy_type: str
     eng_unit: str
@@ -274,6 +289,15 @@ def meter_status(conn: psycopg.Connection, plant_pk: int, *, since: datetime, un
     return conn.cursor(row_factory=class_row(MeterStatusRow)).execute(
         query, {"plant": plant_pk, "meter": meter_pk, "since": since, "until": until}
     ).fetchall()
+
+
+def gateway_streams(conn: psycopg.Connection, plant_pk: int) -> list[GatewayStreamRow]:
+    """The plant's gateway streams (ingest.streams), newest activity first."""
+    return conn.cursor(row_factory=class_row(GatewayStreamRow)).execute(
+        "SELECT gateway, epoch, acked_seq, max_seq, committed_batches, redeliveries, "
+        "skipped_batches, dropped_readings, gap_since, first_seen, last_commit_at "
+        "FROM gateway_streams WHERE plant_id = %s ORDER BY last_commit_at DESC, gateway, epoch",
+        (plant_pk,)).fetchall()
 
 
 # -- energy ------------------------------------------------------------------------------------

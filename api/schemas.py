@@ -271,6 +271,39 @@ class PlantStatus(_Out):
     meters: list[MeterStatus]
 
 
+class GatewayStream(_Out):
+    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{
+        "gateway": "gw-yujiang-1", "epoch": 3141592653589793, "acked_seq": 18421,
+        "max_seq": 18421, "gap": False, "gap_since": None, "committed_batches": 18422,
+        "redeliveries": 37, "skipped_batches": 0, "dropped_readings": 0,
+        "first_seen": "2026-11-01T08:00:02+08:00",
+        "last_commit_at": "2026-11-20T10:15:01+08:00"}]})
+
+    gateway: str = Field(description="The collector gateway's id.")
+    epoch: int = q("1", "Its spool file's id (a new spool starts a new stream at seq 0).")
+    acked_seq: int = q("1", "Every batch up to this seq is committed (or no longer held by "
+                       "the gateway); the end-to-end acknowledgement sent to it.")
+    max_seq: int = q("1", "Highest seq committed.")
+    gap: bool = Field(description="A seq below max_seq has not arrived yet.")
+    gap_since: datetime | None = Field(description="Since when a gap has been open.")
+    committed_batches: int = q("1", "Batches committed.")
+    redeliveries: int = q("1", "Batches that came again (resends, broker redeliveries; "
+                          "absorbed).")
+    skipped_batches: int = q("1", "Seqs the gateway no longer holds that never arrived: "
+                             "dropped by its spool's capacity policy.")
+    dropped_readings: int = q("1", "Readings the gateway's spool dropped by its capacity "
+                              "policy (the gateway's own count).")
+    first_seen: datetime
+    last_commit_at: datetime = Field(description="When a batch of this stream was last "
+                                     "committed.")
+
+
+class GatewayStreams(_Out):
+    plant: str
+    streams: list[GatewayStream]
+    open_gaps: int = q("1", "Streams with a gap open.")
+
+
 # -- energy ----------------------------------------------------------------------------------
 class EnergyRow(_Out):
     energy_type: str = Field(description="Energy type, or 'product' for output.")

@@ -1,4 +1,5 @@
-"""Latest values and meter status: online, last seen, completeness over a window."""
+"""Latest values and meter status: online, last seen, completeness over a window; the plant's
+gateway streams (what ingest has committed of each collector, gaps, drops)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,23 @@ def meter_status(db: Db, plant: PlantCode, meter: MeterCode, start: FromQuery = 
     lo, hi, now = _window(db, start, end)
     (row,) = queries.meter_status(db.conn, p.pk, since=lo, until=hi, meter_pk=m.pk)
     return _status(row, lo, hi, now, db.state.tz)
+
+
+@router.get("/plants/{plant}/gateways", response_model=schemas.GatewayStreams,
+            responses=responses(*READ),
+            summary="The plant's collector gateways as ingest sees them: acknowledged, gaps, "
+            "redeliveries and the spool's own drops")
+@db_route
+def plant_gateways(db: Db, plant: PlantCode) -> schemas.GatewayStreams:
+    p = plant_in_scope(db, plant)
+    tz = db.state.tz
+    streams = [schemas.GatewayStream(
+        gateway=r.gateway, epoch=r.epoch, acked_seq=r.acked_seq, max_seq=r.max_seq,
+        gap=r.gap_since is not None,
+        gap_since=r.gap_since.astimezone(tz) if r.gap_since else None,
+        committed_batches=r.committed_batches, redeliveries=r.redeliveries,
+        skipped_batches=r.skipped_batches, dropped_readings=r.dropped_readings,
+        first_seen=r.first_seen.astimezone(tz), last_commit_at=r.last_commit_at.astimezone(tz))
+        for r in queries.gateway_streams(db.conn, p.pk)]
+    return schemas.GatewayStreams(plant=p.id, streams=streams,
+                                  open_gaps=sum(s.gap for s in streams))

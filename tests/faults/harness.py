@@ -53,15 +53,16 @@ class Profile:
     flood_messages: int
     drain_timeout_s: float
     brokers: tuple[str, ...]   # broker configurations the broker-kill test runs on
+    spool_overflow_s: float    # ingest away this long with a 100-reading spool
 
 
 PROFILES = {
     "short": Profile("short", steady_s=3, broker_kills=3, broker_down_s=3, between_s=3,
                      db_down_s=12, flood_messages=3000, drain_timeout_s=90,
-                     brokers=("project", "stock")),
+                     brokers=("project", "stock"), spool_overflow_s=45),
     "long": Profile("long", steady_s=30, broker_kills=10, broker_down_s=15, between_s=30,
                     db_down_s=60, flood_messages=30_000, drain_timeout_s=600,
-                    brokers=("project", "stock", "stock-persistent")),
+                    brokers=("project", "stock", "stock-persistent"), spool_overflow_s=300),
 }
 
 
@@ -150,7 +151,7 @@ def ingest(db_url: str, mqtt_url: str, client_id: str, log: Path, *extra: str) -
 
 
 def gateway_file(path: Path, *, modbus_port: int, spool: Path, gateway: str = "gw-faults",
-                 **publish: Any) -> Path:
+                 capacity: int = 1_000_000, **publish: Any) -> Path:
     devices = [{"id": meter, "link": "lan", "unit_id": unit, "model": model, "interval_s": 1,
                 "meters": [{"id": meter, "field": fld}]}
                for unit, (meter, model, fld) in enumerate(zip(METERS, MODELS, FIELDS,
@@ -160,7 +161,8 @@ def gateway_file(path: Path, *, modbus_port: int, spool: Path, gateway: str = "g
         "links": [{"name": "lan", "transport": "tcp", "host": "127.0.0.1",
                    "port": modbus_port, "timeout_s": 0.5}],
         "devices": devices,
-        "spool": {"path": str(spool), "capacity_readings": 1_000_000, "synchronous": "normal"},
+        "spool": {"path": str(spool), "capacity_readings": capacity, "when_full": "drop_oldest",
+                  "synchronous": "normal"},
         "publish": {"reconnect_min_s": 1, "reconnect_max_s": 2, "drain_rate_msgs_s": 200,
                     "platform_ack_timeout_s": 5, "platform_ack_max_s": 20,
                     "acknowledgement": ACKNOWLEDGEMENT, **publish}}}
@@ -174,6 +176,13 @@ def collector(config: Path, mqtt_url: str, data_dir: Path, log: Path) -> Child:
 
 
 _SPOOLED = re.compile(r"event=cycle_spooled tick=(\S+) .*?readings=(\d+)")
+_DROPPED = re.compile(r"event=spool_full policy=drop_oldest dropped=(\d+)")
+
+
+def dropped_by_policy(*logs: Path) -> int:
+    """Readings the collector's spool dropped to make room, by its own log lines."""
+    return sum(int(m.group(1)) for log in logs if log.exists()
+               for m in _DROPPED.finditer(log.read_text(errors="replace")))
 
 
 def ledger(*logs: Path) -> dict[str, int]:
@@ -200,12 +209,14 @@ class Outcome:
     skipped_batches: int
     gap_open: bool
     recovery_s: float | None       # None: never more than 3 s behind
+    dropped: int = 0               # by the spool's capacity policy, counted by the collector
     faults: list[str] = field(default_factory=list)
     lost_ticks: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        drops = f" (the spool's policy dropped {self.dropped}, counted)" if self.dropped else ""
         return (f"{self.scenario} ({self.broker}): {self.generated} generated, {self.stored} "
-                f"stored, {self.lost} lost, {self.conflicting} conflicting, "
+                f"stored, {self.lost} not stored{drops}, {self.conflicting} conflicting, "
                 f"{self.redelivered_batches} batches redelivered (absorbed), "
                 + ("never more than 3 s behind" if self.recovery_s is None
                    else f"recovery in {self.recovery_s:.1f} s"))
@@ -237,8 +248,8 @@ def classify(scenario: str, broker: str, db_url: str, logs: list[Path],
     kept = sum(min(stored.get(t, 0), n) for t, n in source.items())
     return Outcome(scenario, broker, generated, kept, generated - kept, int(conflicts[0]),
                    int(streams[0]), int(streams[1]), bool(streams[2]),
-                   None if recovery_s is None else round(recovery_s, 1), faults,
-                   lost_ticks[:20])
+                   None if recovery_s is None else round(recovery_s, 1),
+                   dropped_by_policy(*logs), faults, lost_ticks[:20])
 
 
 def report(outcome: Outcome) -> None:

@@ -41,6 +41,7 @@ from tests.faults.harness import (
     Outcome,
     classify,
     collector,
+    dropped_by_policy,
     gateway_file,
     ingest,
     profile,
@@ -156,13 +157,14 @@ class Stack:
 
 
 def start_stack(tmp: Path, pg: EmbeddedPostgres, broker_name: str, *worker_args: str,
-                workers: int = 1) -> Stack:
+                workers: int = 1, capacity: int = 1_000_000) -> Stack:
     broker = Mosquitto(tmp / "broker", **BROKERS[broker_name])  # type: ignore[arg-type]
     broker.start()
     meters = SimulatedGateways()
     server = meters.start([SimMeter(unit, model) for unit, model in enumerate(MODELS, 1)])
     spool = tmp / "spool.sqlite"
-    config = gateway_file(tmp / "gateway.yaml", modbus_port=server.port, spool=spool)
+    config = gateway_file(tmp / "gateway.yaml", modbus_port=server.port, spool=spool,
+                          capacity=capacity)
     stack = Stack(tmp, pg, broker, broker_name, meters, spool, tmp / "collector.log",
                   collector(config, broker.url, tmp, tmp / "collector.log"), [])
     for i in range(workers):
@@ -190,7 +192,7 @@ def stop_all(stack: Stack) -> None:
 
 
 def assert_nothing_lost(outcome: Outcome) -> None:
-    assert outcome.generated > 0
+    assert outcome.generated > 0 and outcome.dropped == 0
     assert outcome.lost == 0, f"lost {outcome.lost} readings at ticks {outcome.lost_ticks}"
     assert outcome.conflicting == 0
     assert not outcome.gap_open
@@ -292,6 +294,36 @@ def test_a_dead_workers_share_goes_to_the_survivor(tmp_path: Path,
                     "restarted (session expiry 5 s)")
         time.sleep(P.between_s + 15)
         assert_nothing_lost(stack.finish("one of two workers killed, not restarted"))
+    finally:
+        stop_all(stack)
+
+
+def test_a_full_spool_drops_the_oldest_and_says_so_to_the_platform(
+        tmp_path: Path, database: EmbeddedPostgres) -> None:
+    """The broker away longer than the spool holds (100 readings: 33 cycles): the collector
+    drops the oldest to make room, counts every drop and tells the platform (``held_from``,
+    ``dropped``); every reading not stored is a counted drop (a dropped batch the broker had
+    persisted before the kill may still arrive: fewer lost than dropped, never more)."""
+    stack = start_stack(tmp_path, database, "project", capacity=100)
+    try:
+        time.sleep(P.steady_s)
+        stack.broker.kill()
+        stack.fault(f"broker away {P.spool_overflow_s:g} s with a 100-reading spool")
+        time.sleep(P.spool_overflow_s)
+        stack.broker.start()
+        time.sleep(P.steady_s + 5)
+        outcome = stack.finish("full spool, drop_oldest")
+        dropped = outcome.dropped
+        assert dropped == dropped_by_policy(stack.collector_log)
+        assert dropped > 0, "the spool never filled: the test proved nothing"
+        assert 0 < outcome.lost <= dropped, "every reading not stored is a counted drop"
+        assert read_stats(stack.spool).dropped_oldest == dropped
+        with psycopg.connect(stack.db) as conn:
+            row = conn.execute("SELECT dropped_readings, skipped_batches FROM gateway_streams "
+                               "WHERE gateway = 'gw-faults'").fetchone()
+        assert row is not None and row[0] == dropped, (row, dropped)
+        assert row[1] > 0                            # the platform saw batches skipped
+        assert outcome.conflicting == 0 and not outcome.gap_open
     finally:
         stop_all(stack)
 

@@ -201,3 +201,25 @@ def test_two_workers_on_one_stream_acknowledge_everything_without_deadlock(
         watcher.close()
         for w in workers:
             w.stop()
+
+
+def test_the_api_shows_a_plants_streams_to_whoever_may_see_the_plant(
+        db: str, mosquitto: Mosquitto, worker: Worker, publisher: Publisher) -> None:
+    from tests.integration.api_support import api_env
+
+    topic = topic_for(CEMENT)
+    publisher.publish_many([(topic, batch(0, held_from=0)), (topic, batch(2, held_from=0))])
+    wait_until(lambda: _streams(db) == 1 and stream(db)["max_seq"] == 2, what="seq 2")
+    with api_env(db, load=False) as env:
+        path = f"/api/v1/plants/{CEMENT}/gateways"
+        for token in ("plant-cement", "regulator-jx", "admin"):
+            r = env.get(token, path)
+            assert r.status_code == 200, (token, r.text)
+            body = r.json()
+            assert body["open_gaps"] == 1
+            (s,) = body["streams"]
+            assert (s["gateway"], s["epoch"], s["acked_seq"], s["max_seq"], s["gap"]) == \
+                ("gw-1", EPOCH, 0, 2, True)
+            assert s["gap_since"].endswith("+08:00")
+        for token in ("plant-glass", "regulator-gx"):
+            assert env.get(token, path).status_code == 404, token
