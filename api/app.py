@@ -236,7 +236,7 @@ def create_app(settings: Settings, config: ApiConfig | None = None, *,
                              tags=app.openapi_tags, contact=app.contact,
                              license_info=app.license_info)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in readings.PAYLOAD_MODELS:
+        for model in (*readings.PAYLOAD_MODELS, *registry.BODY_MODELS):
             payload = TypeAdapter(model).json_schema(
                 ref_template="#/components/schemas/{model}")
             components.update(payload.pop("$defs", {}))

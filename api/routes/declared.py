@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from accounting.declared import (
     CalorificValue,
@@ -48,8 +48,15 @@ from accounting.declared import (
 from api import schemas
 from api.deps import Db, db_route, meter_in_scope, plant_in_scope, unit_in_scope
 from api.problems import READ, Problem, responses
-from api.routes._common import LimitQuery, OffsetQuery, check_limit, page_links
-from api.routes.readings import raw_body
+from api.routes._common import (
+    LimitQuery,
+    OffsetQuery,
+    check_limit,
+    page_links,
+    parse_body,
+    raw_body,
+    request_body_doc,
+)
 from api.routes.registry import MeterCode, PlantCode
 from core.contract import CODE_PATTERN
 
@@ -66,28 +73,6 @@ _PATH_FIELDS = frozenset({"plant", "meter", "year"})
 M = TypeVar("M", bound=BaseModel)
 ReceiptT = TypeVar("ReceiptT", bound=BaseModel)
 PageT = TypeVar("PageT", bound=BaseModel)
-
-
-def _request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body of a write (the body is read raw, see :func:`_body`)."""
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": model.model_json_schema()}}}}
-
-
-def _body(model: type[M], raw: bytes) -> M:
-    """The request body as ``model``, validated only once the plant (and meter) resolved in
-    the token's scope and the role may write: a plant outside the scope answers 404 and a
-    read-only role 403 whatever the body holds. Problems as FastAPI's own 422 (``errors``
-    with ``body parameter <field>``)."""
-    try:
-        return model.model_validate_json(raw or b"null")
-    except ValidationError as exc:
-        errors = [{"location": f"body parameter {'.'.join(str(p) for p in e['loc']) or '(body)'}",
-                   "message": e["msg"]} for e in exc.errors()]
-        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise Problem(422, "invalid-request",
-                      f"{errors[0]['location']}: {errors[0]['message']}{more}",
-                      errors=errors) from None
 
 
 def _year(text: str) -> int:
@@ -200,7 +185,7 @@ def grid_out(r: GridFactor) -> schemas.GridFactor:
              status_code=201,
              responses={**responses(*WRITE), **_overlap(),
                         **_created(schemas.DeclaredReceipt[schemas.ProductionRecord])},
-             openapi_extra=_request_body(schemas.ProductionRecordWrite),
+             openapi_extra=request_body_doc(schemas.ProductionRecordWrite),
              summary="Declare a unit's production over a period (plant, admin)")
 @db_route
 def post_production_record(db: Db, plant: PlantCode, raw: RawBody, response: Response
@@ -212,7 +197,7 @@ def post_production_record(db: Db, plant: PlantCode, raw: RawBody, response: Res
     (they count for units whose production meters have no data)."""
     p = plant_in_scope(db, plant)
     _require_declare(db)
-    body = _body(schemas.ProductionRecordWrite, raw)
+    body = parse_body(schemas.ProductionRecordWrite, raw)
     result = _write(db, add_production_record, plant=p.id, unit=body.unit,
                     start=body.period_start, end=body.period_end, period=body.period,
                     quantity=body.quantity, quantity_unit=body.quantity_unit,
@@ -246,7 +231,7 @@ def get_production_records(
              status_code=201,
              responses={**responses(*WRITE),
                         **_created(schemas.DeclaredReceipt[schemas.CalorificValue])},
-             openapi_extra=_request_body(schemas.CalorificValueWrite),
+             openapi_extra=request_body_doc(schemas.CalorificValueWrite),
              summary="Declare a measured calorific value (plant, admin)")
 @db_route
 def post_calorific_value(db: Db, plant: PlantCode, raw: RawBody, response: Response
@@ -258,7 +243,7 @@ def post_calorific_value(db: Db, plant: PlantCode, raw: RawBody, response: Respo
     plant's meters of that type from `valid_from` to the next declared value (or on)."""
     p = plant_in_scope(db, plant)
     _require_declare(db)
-    body = _body(schemas.CalorificValueWrite, raw)
+    body = parse_body(schemas.CalorificValueWrite, raw)
     result = _write(db, add_calorific_value, plant=p.id, energy_type=body.energy_type,
                     valid_from=body.valid_from, lhv_kj_per_unit=body.lhv_kj_per_unit,
                     source=body.source)
@@ -291,7 +276,7 @@ def get_calorific_values(
              status_code=201,
              responses={**responses(*WRITE),
                         **_created(schemas.DeclaredReceipt[schemas.MeterReplacement])},
-             openapi_extra=_request_body(schemas.MeterReplacementWrite),
+             openapi_extra=request_body_doc(schemas.MeterReplacementWrite),
              summary="Declare a meter replacement or reset (plant, admin)")
 @db_route
 def post_meter_replacement(db: Db, plant: PlantCode, meter: MeterCode, raw: RawBody,
@@ -303,7 +288,7 @@ def post_meter_replacement(db: Db, plant: PlantCode, meter: MeterCode, raw: RawB
     p = plant_in_scope(db, plant)
     m = meter_in_scope(db, p, meter)
     _require_declare(db)
-    body = _body(schemas.MeterReplacementWrite, raw)
+    body = parse_body(schemas.MeterReplacementWrite, raw)
     result = _write(db, add_meter_replacement, plant=p.id, meter=m.id, ts=body.ts,
                     old_final=body.old_final, new_initial=body.new_initial, note=body.note)
     return _receipt(schemas.DeclaredReceipt[schemas.MeterReplacement], replacement_out, result,
@@ -331,7 +316,7 @@ def get_meter_replacements(db: Db, plant: PlantCode, meter: MeterCode, request: 
              status_code=201,
              responses={**responses(*WRITE),
                         **_created(schemas.DeclaredReceipt[schemas.MeterMultiplier])},
-             openapi_extra=_request_body(schemas.MeterMultiplierWrite),
+             openapi_extra=request_body_doc(schemas.MeterMultiplierWrite),
              summary="Declare a CT x PT multiplier change (plant, admin)")
 @db_route
 def post_multiplier_change(db: Db, plant: PlantCode, meter: MeterCode, raw: RawBody,
@@ -344,7 +329,7 @@ def post_multiplier_change(db: Db, plant: PlantCode, meter: MeterCode, raw: RawB
     p = plant_in_scope(db, plant)
     m = meter_in_scope(db, p, meter)
     _require_declare(db)
-    body = _body(schemas.MeterMultiplierWrite, raw)
+    body = parse_body(schemas.MeterMultiplierWrite, raw)
     result = _write(db, add_multiplier_change, plant=p.id, meter=m.id,
                     valid_from=body.valid_from, multiplier=body.multiplier, source=body.source)
     return _receipt(schemas.DeclaredReceipt[schemas.MeterMultiplier], multiplier_out, result,
@@ -371,7 +356,7 @@ def get_multiplier_changes(db: Db, plant: PlantCode, meter: MeterCode, request: 
             response_model=schemas.DeclaredReceipt[schemas.GridFactor],
             responses={**responses(*WRITE),
                        **_created(schemas.DeclaredReceipt[schemas.GridFactor])},
-            openapi_extra=_request_body(schemas.GridFactorWrite),
+            openapi_extra=request_body_doc(schemas.GridFactorWrite),
             summary="Set the plant's own grid emission factor for a year (plant, admin)")
 @db_route
 def put_grid_factor(db: Db, plant: PlantCode, year: Year, raw: RawBody, response: Response
@@ -381,7 +366,7 @@ def put_grid_factor(db: Db, plant: PlantCode, year: Year, raw: RawBody, response
     meters from 1 January of `year` to the next year the plant declared (or on)."""
     p = plant_in_scope(db, plant)
     _require_declare(db)
-    body = _body(schemas.GridFactorWrite, raw)
+    body = parse_body(schemas.GridFactorWrite, raw)
     result = _write(db, set_grid_factor, plant=p.id, year=_year(year),
                     kgco2_per_kwh=body.kgco2_per_kwh, source=body.source)
     return _receipt(schemas.DeclaredReceipt[schemas.GridFactor], grid_out, result,

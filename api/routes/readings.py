@@ -12,44 +12,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from api import schemas
-from api.auth import bearer_token
 from api.deps import Db, db_route, plant_in_scope
 from api.problems import Problem, responses
+from api.routes._common import raw_body
 from core.contract import CODE_PATTERN
 from core.payload import BatchPayload, SingleReadingPayload
 from ingest import Backpressure, Outcome, PipelineClosed
 
 router = APIRouter(tags=["readings"])
-
-
-async def raw_body(request: Request) -> bytes:
-    """The request body, refused with 413 beyond ``push_max_bytes`` (never read whole).
-
-    Nothing is read for a request without a well-formed bearer token (401 first, security
-    review L3: up to 1 MiB was buffered per unauthenticated request); the token itself is
-    checked with the request's database transaction, as for every route."""
-    bearer_token(request.headers.get("authorization"))
-    limit = request.app.state.api.config.push_max_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise Problem(413, "too-large", f"the body has {declared} bytes; a push may carry at "
-                      f"most {limit} bytes: split it into several batches")
-    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if ctype not in ("application/json", ""):
-        raise Problem(415, "unsupported-media-type", f"send the readings as application/json "
-                      f"(got {ctype!r})")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem(413, "too-large", f"a push may carry at most {limit} bytes: split it "
-                          "into several batches")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 _BODY_SCHEMA = {

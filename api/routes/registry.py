@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from api import queries, schemas
 from api.db import set_scope
 from api.deps import Db, db_route, meter_in_scope, plant_in_scope, unit_in_scope
 from api.problems import READ, Problem, not_found, responses
-from api.routes._common import LimitQuery, OffsetQuery, check_limit, page_links
+from api.routes._common import (
+    LimitQuery,
+    OffsetQuery,
+    check_limit,
+    page_links,
+    parse_body,
+    raw_body,
+    request_body_doc,
+)
 from core.contract import CODE_PATTERN
 from fleet import FleetError, parse_fleet
 from fleet.checks import cross_check
@@ -190,7 +198,14 @@ def _unit_dict(row: queries.UnitRow) -> dict[str, Any]:
             "capacity_unit": row.capacity_unit}
 
 
-WRITE = (401, 403, 404, 409, 422, 429, 503)
+WRITE = (401, 403, 404, 409, 413, 415, 422, 429, 503)
+
+
+# the body of a registry write, read only after a well-formed bearer token (401 first,
+# security review L3) and within the push size limit (413)
+RawBody = Annotated[bytes, Depends(raw_body)]
+#: the bodies of the registry writes, documented in the OpenAPI components (api.app)
+BODY_MODELS = (schemas.PlantWrite, schemas.UnitWrite, schemas.MeterWrite)
 
 
 def created(model: type) -> dict[int | str, dict[str, Any]]:
@@ -199,11 +214,13 @@ def created(model: type) -> dict[int | str, dict[str, Any]]:
 
 @router.put("/plants/{plant}", response_model=schemas.Plant,
             responses={**responses(*WRITE), **created(schemas.Plant)},
+            openapi_extra=request_body_doc(schemas.PlantWrite, ref=True),
             summary="Create or replace a plant (admin)")
 @db_route
-def put_plant(db: Db, plant: PlantCode, body: schemas.PlantWrite, response: Response
+def put_plant(db: Db, plant: PlantCode, raw: RawBody, response: Response
               ) -> schemas.Plant:
     _require_admin(db, plant)
+    body = parse_body(schemas.PlantWrite, raw)
     fields = body.model_dump(mode="json")
     fields["timezone"] = fields["timezone"] or "Asia/Shanghai"
     _validate(db, body.region, {"id": plant, **{k: v for k, v in fields.items()
@@ -225,12 +242,14 @@ def put_plant(db: Db, plant: PlantCode, body: schemas.PlantWrite, response: Resp
 
 @router.put("/plants/{plant}/units/{unit}", response_model=schemas.ProductionUnit,
             responses={**responses(*WRITE), **created(schemas.ProductionUnit)},
+            openapi_extra=request_body_doc(schemas.UnitWrite, ref=True),
             summary="Create or replace a production unit (admin)")
 @db_route
-def put_unit(db: Db, plant: PlantCode, unit: UnitCode, body: schemas.UnitWrite,
+def put_unit(db: Db, plant: PlantCode, unit: UnitCode, raw: RawBody,
              response: Response) -> schemas.ProductionUnit:
     _require_admin(db, plant)
     p = plant_in_scope(db, plant)
+    body = parse_body(schemas.UnitWrite, raw)
     unit_data = {"id": unit, **{k: v for k, v in body.model_dump(mode="json").items()
                                 if v is not None}}
     _validate(db, p.region, {**_plant_dict(p), "units": [unit_data]})
@@ -246,12 +265,14 @@ def put_unit(db: Db, plant: PlantCode, unit: UnitCode, body: schemas.UnitWrite,
 
 @router.put("/plants/{plant}/meters/{meter}", response_model=schemas.Meter,
             responses={**responses(*WRITE), **created(schemas.Meter)},
+            openapi_extra=request_body_doc(schemas.MeterWrite, ref=True),
             summary="Create or replace a meter (admin)")
 @db_route
-def put_meter(db: Db, plant: PlantCode, meter: MeterCode, body: schemas.MeterWrite,
+def put_meter(db: Db, plant: PlantCode, meter: MeterCode, raw: RawBody,
               response: Response) -> schemas.Meter:
     _require_admin(db, plant)
     p = plant_in_scope(db, plant)
+    body = parse_body(schemas.MeterWrite, raw)
     unit_pk = None
     if body.unit is not None:
         unit_row = queries.unit(db.conn, p.pk, body.unit)

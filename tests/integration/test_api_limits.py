@@ -67,20 +67,41 @@ def test_limits_are_checked_before_the_token_lookup(env: ApiEnv, proxies: list[s
         server.stop()
 
 
-def test_a_push_without_a_token_is_refused_before_its_body_is_read(env: ApiEnv) -> None:
-    # security review L3: 1 MiB bodies were read (and 413/415 answered) before authentication
+def test_a_write_without_a_token_is_refused_before_its_body_is_read(env: ApiEnv) -> None:
+    """Security review L3: bodies were read (and 413/415/422 answered) before authentication,
+    first for the push, then still for the registry writes. Every operation with a request
+    body, found in the OpenAPI document, answers 401 unseen."""
     server = serve_in_thread(Settings(database_url=env.url), database_url=env.url,
                              config=CONFIG)
     try:
-        url = f"{server.url}/api/v1/plants/jx-yujiang-cement/readings"
+        spec = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+        writes = [(method.upper(), path) for path, item in spec["paths"].items()
+                  for method, op in item.items() if "requestBody" in op]
+        assert len(writes) >= 9, writes          # push, 5 declared kinds, 3 registry PUTs
+        fill = {"{plant}": "jx-yujiang-cement", "{unit}": "kiln-1", "{meter}": "k1-elec",
+                "{year}": "2025"}
         big = b"x" * (2 * 1024 * 1024)
-        for headers in ({}, {"Authorization": "Basic Zm9vOmJhcg=="},
-                        {"Content-Type": "text/plain"}):
-            r = httpx.post(url, content=big, headers=headers, timeout=30)
-            assert r.status_code == 401, (headers, r.status_code)
-            assert r.headers["www-authenticate"].startswith("Bearer")
+        for method, template in writes:
+            url = server.url + template
+            for key, value in fill.items():
+                url = url.replace(key, value)
+            for headers in ({}, {"Authorization": "Basic Zm9vOmJhcg=="},
+                            {"Content-Type": "text/plain"}):
+                r = httpx.request(method, url, content=big, headers=headers, timeout=30)
+                assert r.status_code == 401, (method, template, headers, r.status_code)
+                assert r.headers["www-authenticate"].startswith("Bearer")
+            r = httpx.request(method, url, content=b'{"junk": 1}', timeout=30)
+            assert r.status_code == 401, (method, template, r.status_code)
         # with a token the body limits apply as before
+        url = f"{server.url}/api/v1/plants/jx-yujiang-cement/readings"
         token = {"Authorization": f"Bearer {env.tokens['plant-cement']}"}
         assert httpx.post(url, content=big, headers=token, timeout=30).status_code == 413
+        admin = {"Authorization": f"Bearer {env.tokens['admin']}"}
+        r = httpx.put(f"{server.url}/api/v1/plants/jx-yujiang-cement", content=big,
+                      headers=admin, timeout=30)
+        assert r.status_code == 413
+        r = httpx.put(f"{server.url}/api/v1/plants/jx-yujiang-cement", content=b'{"junk": 1}',
+                      headers=admin, timeout=30)
+        assert r.status_code == 422 and r.json()["errors"][0]["location"].startswith("body")
     finally:
         server.stop()
