@@ -20,8 +20,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import psycopg
 
 from core.ports import free_port
+from tests.integration.collector_support import wait_for as wait_for  # the suite's, too
 
 REPO = Path(__file__).resolve().parents[2]
 PLANT = "jx-yujiang-cement"
@@ -71,15 +70,6 @@ def profile() -> Profile:
     if name not in PROFILES:
         raise ValueError(f"ENERGYMON_FAULTS_PROFILE={name!r}: use one of {sorted(PROFILES)}")
     return PROFILES[name]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 class Child:
