@@ -52,16 +52,18 @@ class Profile:
     flood_messages: int
     drain_timeout_s: float
     brokers: tuple[str, ...]   # broker configurations the broker-kill test runs on
-    spool_overflow_s: float    # ingest away this long with a 100-reading spool
+    spool_overflow_s: float    # the broker away this long with a 100-reading spool
+    link_cut_s: float          # a network link cut this long (fault proxy)
 
 
 PROFILES = {
     "short": Profile("short", steady_s=3, broker_kills=3, broker_down_s=3, between_s=3,
                      db_down_s=12, flood_messages=3000, drain_timeout_s=90,
-                     brokers=("project", "stock"), spool_overflow_s=45),
+                     brokers=("project", "stock"), spool_overflow_s=45, link_cut_s=8),
     "long": Profile("long", steady_s=30, broker_kills=10, broker_down_s=15, between_s=30,
                     db_down_s=60, flood_messages=30_000, drain_timeout_s=600,
-                    brokers=("project", "stock", "stock-persistent"), spool_overflow_s=300),
+                    brokers=("project", "stock", "stock-persistent"), spool_overflow_s=300,
+                    link_cut_s=120),
 }
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -44,10 +45,12 @@ from tests.faults.harness import (
     dropped_by_policy,
     gateway_file,
     ingest,
+    ledger,
     profile,
     report,
     wait_for,
 )
+from tests.support.faultproxy import FaultProxy
 from tests.support.sim_gateways import SimMeter, SimulatedGateways
 
 pytestmark = [
@@ -100,6 +103,7 @@ class Stack:
     collector_log: Path
     collector: Child
     workers: list[IngestChild]
+    proxies: dict[str, FaultProxy] = field(default_factory=dict)
     ages: list[tuple[float, float]] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)
     stop_sampling: threading.Event = field(default_factory=threading.Event)
@@ -157,16 +161,28 @@ class Stack:
 
 
 def start_stack(tmp: Path, pg: EmbeddedPostgres, broker_name: str, *worker_args: str,
-                workers: int = 1, capacity: int = 1_000_000) -> Stack:
+                workers: int = 1, capacity: int = 1_000_000, uplink_proxy: bool = False,
+                meter_proxy: bool = False) -> Stack:
+    """The pipeline, running; with ``uplink_proxy`` / ``meter_proxy`` the collector reaches
+    its broker / its meters through a :class:`FaultProxy` (``stack.proxies``)."""
     broker = Mosquitto(tmp / "broker", **BROKERS[broker_name])  # type: ignore[arg-type]
     broker.start()
     meters = SimulatedGateways()
     server = meters.start([SimMeter(unit, model) for unit, model in enumerate(MODELS, 1)])
+    proxies: dict[str, FaultProxy] = {}
+    modbus_port, mqtt_url = server.port, broker.url
+    if meter_proxy:
+        proxies["meters"] = FaultProxy("127.0.0.1", server.port).start()
+        modbus_port = proxies["meters"].port
+    if uplink_proxy:
+        proxies["uplink"] = FaultProxy("127.0.0.1", broker.port).start()
+        mqtt_url = f"mqtt://127.0.0.1:{proxies['uplink'].port}"
     spool = tmp / "spool.sqlite"
-    config = gateway_file(tmp / "gateway.yaml", modbus_port=server.port, spool=spool,
+    config = gateway_file(tmp / "gateway.yaml", modbus_port=modbus_port, spool=spool,
                           capacity=capacity)
     stack = Stack(tmp, pg, broker, broker_name, meters, spool, tmp / "collector.log",
-                  collector(config, broker.url, tmp, tmp / "collector.log"), [])
+                  collector(config, mqtt_url, tmp, tmp / "collector.log"), [],
+                  proxies=proxies)
     for i in range(workers):
         stack.workers.append(stack.worker(f"faults-{i}", *worker_args).start())
     stack.collector.start()
@@ -188,6 +204,8 @@ def stop_all(stack: Stack) -> None:
     for w in stack.workers:
         w.kill()
     stack.meters.close()
+    for proxy in stack.proxies.values():
+        proxy.close()
     stack.broker.stop()
 
 
@@ -324,6 +342,65 @@ def test_a_full_spool_drops_the_oldest_and_says_so_to_the_platform(
         assert row is not None and row[0] == dropped, (row, dropped)
         assert row[1] > 0                            # the platform saw batches skipped
         assert outcome.conflicting == 0 and not outcome.gap_open
+    finally:
+        stop_all(stack)
+
+
+def test_uplink_cut_reset_and_slowed(tmp_path: Path, database: EmbeddedPostgres) -> None:
+    """Between collector and broker, through the fault proxy: the link cut, connections reset
+    with RST, then 300 ms of latency each way."""
+    stack = start_stack(tmp_path, database, "project", uplink_proxy=True)
+    uplink = stack.proxies["uplink"]
+    try:
+        time.sleep(P.steady_s)
+        uplink.cut()
+        stack.fault(f"uplink cut {P.link_cut_s:g} s")
+        time.sleep(P.link_cut_s)
+        uplink.restore()
+        time.sleep(P.between_s)
+        for _ in range(2):
+            uplink.reset()
+            stack.fault("uplink connections reset (RST)")
+            time.sleep(P.between_s)
+        uplink.latency_s = 0.3
+        stack.fault("uplink latency 300 ms each way")
+        time.sleep(P.between_s + 2)
+        uplink.latency_s = 0.0
+        time.sleep(P.steady_s)
+        connections = uplink.connections
+        assert_nothing_lost(stack.finish("uplink cut, reset, slowed"))
+        assert connections >= 4, f"the collector reconnected {connections - 1} times, not 3"
+    finally:
+        stop_all(stack)
+
+
+def test_meter_link_cut_and_reset(tmp_path: Path, database: EmbeddedPostgres) -> None:
+    """Between collector and Modbus meters: polls fail while the link is cut or reset (those
+    ticks are never spooled), and the collector polls again as soon as it is back."""
+    stack = start_stack(tmp_path, database, "project", meter_proxy=True)
+    link = stack.proxies["meters"]
+    try:
+        time.sleep(P.steady_s)
+        link.cut()
+        stack.fault(f"meter link cut {P.link_cut_s:g} s")
+        cut_at = time.time()
+        time.sleep(P.link_cut_s)
+        link.restore()
+        restored_at = time.time()
+        time.sleep(P.between_s)
+        link.reset()
+        stack.fault("meter link reset (RST)")
+        time.sleep(P.between_s + P.steady_s)
+        outcome = stack.finish("meter link cut and reset")
+        assert_nothing_lost(outcome)
+        ticks = sorted(datetime.fromisoformat(t).timestamp()
+                       for t in ledger(stack.collector_log))
+        during = [t for t in ticks if cut_at + 1 < t < restored_at - 1]
+        after = [t for t in ticks if t > restored_at + 2]
+        assert not during, f"readings spooled while the meters were cut off: {len(during)}"
+        assert len(after) >= P.between_s, "polling did not resume after the link came back"
+        log = stack.collector_log.read_text()
+        assert "event=link_down" in log or "event=device_down" in log
     finally:
         stop_all(stack)
 
