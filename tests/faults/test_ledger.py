@@ -183,12 +183,16 @@ def start_stack(tmp: Path, pg: EmbeddedPostgres, broker_name: str, *worker_args:
     stack = Stack(tmp, pg, broker, broker_name, meters, spool, tmp / "collector.log",
                   collector(config, mqtt_url, tmp, tmp / "collector.log"), [],
                   proxies=proxies)
-    for i in range(workers):
-        stack.workers.append(stack.worker(f"faults-{i}", *worker_args).start())
-    stack.collector.start()
-    threading.Thread(target=stack.sample, args=(stack.stop_sampling,), daemon=True).start()
-    assert wait_for(lambda: stack.unacknowledged()[0] > 0 or _confirmed(stack), 30), \
-        "the collector did not start spooling"
+    try:
+        for i in range(workers):
+            stack.workers.append(stack.worker(f"faults-{i}", *worker_args).start())
+        stack.collector.start()
+        threading.Thread(target=stack.sample, args=(stack.stop_sampling,), daemon=True).start()
+        assert wait_for(lambda: stack.unacknowledged()[0] > 0 or _confirmed(stack), 30), \
+            "the collector did not start spooling"
+    except BaseException:
+        stop_all(stack)       # no process outlives a test that failed to start
+        raise
     return stack
 
 
