@@ -54,16 +54,19 @@ class Profile:
     brokers: tuple[str, ...]   # broker configurations the broker-kill test runs on
     spool_overflow_s: float    # the broker away this long with a 100-reading spool
     link_cut_s: float          # a network link cut this long (fault proxy)
+    slow_db_s: float           # the database slowed this long
+    slow_flood_messages: int   # ... while this many flood messages arrive
 
 
 PROFILES = {
     "short": Profile("short", steady_s=3, broker_kills=3, broker_down_s=3, between_s=3,
                      db_down_s=12, flood_messages=3000, drain_timeout_s=90,
-                     brokers=("project", "stock"), spool_overflow_s=45, link_cut_s=8),
+                     brokers=("project", "stock"), spool_overflow_s=45, link_cut_s=8,
+                     slow_db_s=15, slow_flood_messages=10_000),
     "long": Profile("long", steady_s=30, broker_kills=10, broker_down_s=15, between_s=30,
                     db_down_s=60, flood_messages=30_000, drain_timeout_s=600,
                     brokers=("project", "stock", "stock-persistent"), spool_overflow_s=300,
-                    link_cut_s=120),
+                    link_cut_s=120, slow_db_s=120, slow_flood_messages=100_000),
 }
 
 
@@ -123,6 +126,18 @@ class IngestChild(Child):
                           str(self.metrics_port), *extra],
                          {"ENERGYMON_DATABASE_URL": db_url, "ENERGYMON_MQTT_URL": mqtt_url},
                          log)
+
+    def rss_mb(self) -> float | None:
+        """Resident memory of the process in MB (Linux /proc), None when not running."""
+        if not self.alive or self.proc is None:
+            return None
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
 
     def metric(self, name: str) -> float:
         """The sum of a metric's samples (0 when absent or the process does not answer)."""
@@ -202,16 +217,19 @@ class Outcome:
     gap_open: bool
     recovery_s: float | None       # None: never more than 3 s behind
     dropped: int = 0               # by the spool's capacity policy, counted by the collector
+    ingest_rss_max_mb: float | None = None   # the largest ingest RSS sampled
     faults: list[str] = field(default_factory=list)
     lost_ticks: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         drops = f" (the spool's policy dropped {self.dropped}, counted)" if self.dropped else ""
+        rss = (f", ingest RSS at most {self.ingest_rss_max_mb:g} MB"
+               if self.ingest_rss_max_mb else "")
         return (f"{self.scenario} ({self.broker}): {self.generated} generated, {self.stored} "
                 f"stored, {self.lost} not stored{drops}, {self.conflicting} conflicting, "
                 f"{self.redelivered_batches} batches redelivered (absorbed), "
                 + ("never more than 3 s behind" if self.recovery_s is None
-                   else f"recovery in {self.recovery_s:.1f} s"))
+                   else f"recovery in {self.recovery_s:.1f} s") + rss)
 
 
 def stored_per_tick(db_url: str, ticks: list[str]) -> dict[str, int]:

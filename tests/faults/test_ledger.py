@@ -107,6 +107,7 @@ class Stack:
     ages: list[tuple[float, float]] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)
     stop_sampling: threading.Event = field(default_factory=threading.Event)
+    rss_mb: float = 0.0                 # the largest ingest RSS sampled
 
     @property
     def db(self) -> str:
@@ -125,9 +126,12 @@ class Stack:
         return s.depth, (time.time() - s.oldest_created) if s.oldest_created else 0.0
 
     def sample(self, stop: threading.Event) -> None:
-        """Record (time, age of the oldest unacknowledged batch) every 0.2 s."""
+        """Record (time, age of the oldest unacknowledged batch) and the ingest workers'
+        largest resident memory every 0.2 s."""
         while not stop.wait(0.2):
             self.ages.append((time.monotonic(), self.unacknowledged()[1]))
+            rss = [w.rss_mb() for w in self.workers]
+            self.rss_mb = max([self.rss_mb, *(r for r in rss if r is not None)])
 
     def fault(self, what: str) -> None:
         """Mark the moment a fault is injected (recovery is measured from it)."""
@@ -154,6 +158,7 @@ class Stack:
             w.terminate()
         outcome = classify(scenario, self.broker_name, self.db, [self.collector_log],
                            self.recovery(), [what for _, what in self.faults])
+        outcome.ingest_rss_max_mb = round(self.rss_mb, 1)
         report(outcome)
         assert drained, (f"the spool did not drain: {self.unacknowledged()} "
                          f"(collector log: {self.collector_log})")
@@ -407,6 +412,48 @@ def test_meter_link_cut_and_reset(tmp_path: Path, database: EmbeddedPostgres) ->
         assert "event=link_down" in log or "event=device_down" in log
     finally:
         stop_all(stack)
+
+
+def test_a_database_slower_than_the_producers(tmp_path: Path,
+                                              database: EmbeddedPostgres) -> None:
+    """A consumer slower than the producers: every row written costs 1 ms (a trigger) while
+    a flood arrives. Ingest's memory stays bounded by its queue (``--max-pending 20000``: the
+    rest waits in the broker), the largest RSS sampled is reported, and nothing is lost."""
+    stack = start_stack(tmp_path, database, "project", "--max-pending", "20000")
+    flood = Flood(stack.broker)
+    try:
+        time.sleep(P.steady_s)
+        with psycopg.connect(stack.db, autocommit=True) as conn:
+            conn.execute(_SLOW_ROWS)
+        stack.fault(f"every row written costs 1 ms for {P.slow_db_s:g} s, "
+                    f"{P.slow_flood_messages} flood messages")
+        slowed = time.monotonic()
+        flood.send(P.slow_flood_messages)
+        time.sleep(max(0.0, slowed + P.slow_db_s - time.monotonic()))
+        with psycopg.connect(stack.db, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM readings r JOIN meters m ON m.id = "
+                               "r.meter_id WHERE m.code LIKE 'k2-%'").fetchone()
+            conn.execute(_FAST_ROWS)
+        # the flood was still being written when the database got fast again
+        assert row is not None and row[0] < 3 * P.slow_flood_messages, row
+        time.sleep(P.steady_s)
+        outcome = stack.finish("database slower than the producers")
+        assert_nothing_lost(outcome)
+        assert outcome.ingest_rss_max_mb is not None and outcome.ingest_rss_max_mb > 0
+    finally:
+        with psycopg.connect(stack.db, autocommit=True) as conn:
+            conn.execute(_FAST_ROWS)
+        flood.close()
+        stop_all(stack)
+
+
+_SLOW_ROWS = """
+CREATE OR REPLACE FUNCTION faults_slow_row() RETURNS trigger LANGUAGE plpgsql AS
+$$ BEGIN PERFORM pg_sleep(0.001); RETURN NEW; END $$;
+CREATE TRIGGER faults_slow_row BEFORE INSERT ON readings FOR EACH ROW
+    EXECUTE FUNCTION faults_slow_row();
+"""
+_FAST_ROWS = "DROP TRIGGER IF EXISTS faults_slow_row ON readings"
 
 
 class Flood:
