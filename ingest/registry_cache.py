@@ -35,10 +35,10 @@ class MeterEntry(NamedTuple):
 
 @dataclass(frozen=True)
 class RegistrySnapshot:
-    """plants: plant code -> {meter code -> MeterEntry}; meter_plants: meter code -> plants."""
+    """plants: plant code -> {meter code -> MeterEntry}. Nothing maps a meter code to the
+    plants that own it: a plant is judged only against its own meters (security review M1)."""
 
     plants: dict[str, dict[str, MeterEntry]] = field(default_factory=dict)
-    meter_plants: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def from_rows(
@@ -46,13 +46,11 @@ class RegistrySnapshot:
     ) -> RegistrySnapshot:
         """From ``(plant code, meter code, meter id, installed_at)`` rows (meter may be None)."""
         plants: dict[str, dict[str, MeterEntry]] = {}
-        owners: dict[str, set[str]] = {}
         for plant, meter, meter_id, installed_at in rows:
             meters = plants.setdefault(plant, {})
             if meter is not None and meter_id is not None:
                 meters[meter] = MeterEntry.of(meter_id, installed_at)
-                owners.setdefault(meter, set()).add(plant)
-        return cls(plants, {code: frozenset(p) for code, p in owners.items()})
+        return cls(plants)
 
     @property
     def meter_count(self) -> int:

@@ -221,12 +221,10 @@ class Validator:
                ) -> tuple[ReasonCode, str]:
         """Why a schema-valid reading is rejected (called only when it is)."""
         if entry is None:
-            owners = self.registry.snapshot.meter_plants.get(meter)
-            if owners:
-                return (ReasonCode.FOREIGN_METER,
-                        f"meter {meter!r} belongs to plant(s) {', '.join(sorted(owners))}, "
-                        f"not {plant_code!r}")
-            return ReasonCode.UNKNOWN_METER, f"meter {meter!r} is not registered"
+            # the same answer whether or not another plant has a meter of that code: a plant
+            # never learns which other plants or meters exist (security review M1)
+            return (ReasonCode.UNKNOWN_METER,
+                    f"meter {meter!r} is not a registered meter of plant {plant_code!r}")
         if micros > limit:
             return (ReasonCode.FUTURE_TIMESTAMP,
                     f"ts {ts_text} is more than {self.future_tolerance.total_seconds():g} s "

@@ -224,13 +224,16 @@ def test_push_uses_the_ingest_pipeline(env: ApiEnv) -> None:
     r = env.client.post(path, json={"meter": "k1-elec", "ts": ts, "value": 1.0},
                         headers=env.headers("plant-copper"))
     assert r.status_code == 422
-    assert r.json()["rejected"][0]["reason_code"] == "foreign_meter"
+    rejected = r.json()["rejected"][0]
+    # security review M1: the same answer as for a meter that exists nowhere, no owner named
+    assert rejected["reason_code"] == "unknown_meter"
+    assert "jx-yujiang-cement" not in r.text and "cement" not in rejected["reason"]
     r = env.client.post(path, content=b"{not json", headers=env.headers("plant-copper"))
     assert r.status_code == 422 and r.json()["rejected"][0]["reason_code"] == "invalid_json"
     with psycopg.connect(env.url) as conn:
         dead = conn.execute("SELECT reason_code, source FROM dead_letters ORDER BY id"
                             ).fetchall()
-    assert [d[0] for d in dead] == ["foreign_meter", "invalid_json"]
+    assert [d[0] for d in dead] == ["unknown_meter", "invalid_json"]
     assert dead[0][1] == "http:/api/v1/plants/jx-yujiang-copper/readings"
     # partial acceptance lists what was refused
     mixed = {"v": 1, "gateway": "gw-1", "seq": 8, "readings": [

@@ -136,7 +136,7 @@ class Stream:
             elif fault == "unknown":
                 item["meter"], reason = code, ReasonCode.UNKNOWN_METER
             elif fault == "foreign":
-                item["meter"], reason = "f1-gas", ReasonCode.FOREIGN_METER
+                item["meter"], reason = "f1-gas", ReasonCode.UNKNOWN_METER
             elif fault == "future":
                 item["ts"], reason = FUTURE.isoformat(), ReasonCode.FUTURE_TIMESTAMP
             elif fault == "before":

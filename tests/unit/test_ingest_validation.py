@@ -87,8 +87,8 @@ CASES: list[tuple[str, str | None, bytes, list[tuple[int, float]], list[ReasonCo
     ("unknown meter, single", "p1", single(meter="zz", ts=TS, value=1.0), [],
      [ReasonCode.UNKNOWN_METER]),
     ("meter of another plant", "p1", batch(r("x1"), r("m2")), [(2, 12.5)],
-     [ReasonCode.FOREIGN_METER]),
-    ("plant without meters", "p3", batch(r("x1")), [], [ReasonCode.FOREIGN_METER]),
+     [ReasonCode.UNKNOWN_METER]),
+    ("plant without meters", "p3", batch(r("x1")), [], [ReasonCode.UNKNOWN_METER]),
     ("timestamp too far ahead", "p1", batch(r("m1", ts=future), r("m2")), [(2, 12.5)],
      [ReasonCode.FUTURE_TIMESTAMP]),
     ("timestamp ahead within tolerance", "p1", batch(r("m1", ts=near_future)), [(1, 12.5)], []),
@@ -130,7 +130,18 @@ def test_reason_codes(plant: str | None, payload: bytes, stored: list[tuple[int,
 def test_every_reason_code_but_db_and_internal_is_covered() -> None:
     covered = {code for case in CASES for code in case[4]}
     assert covered == set(ReasonCode) - {ReasonCode.PERMANENT_DB_ERROR,
-                                         ReasonCode.INTERNAL_ERROR}
+                                         ReasonCode.INTERNAL_ERROR, ReasonCode.FOREIGN_METER}
+
+
+def test_a_meter_of_another_plant_reads_as_a_meter_that_does_not_exist() -> None:
+    """Security review M1: the answer to a plant names no other plant and does not tell an
+    existing meter code of another plant from one that exists nowhere."""
+    for validator in validators():
+        foreign = validator.validate("p1", batch(r("x1")), RECEIVED).dead
+        nowhere = validator.validate("p1", batch(r("x9")), RECEIVED).dead
+        assert [d.reason_code for d in foreign] == [ReasonCode.UNKNOWN_METER]
+        assert foreign[0].reason == nowhere[0].reason.replace("x9", "x1")
+        assert "p2" not in foreign[0].reason
 
 
 def test_too_many_readings_is_oversized() -> None:
