@@ -180,7 +180,9 @@ class IngestSettings(BaseModel):
     metrics_addr: str = Field(default="127.0.0.1", description="Address of the metrics endpoint.")
     receive_maximum: int = Field(
         default=20_000, ge=1, le=65_535,
-        description="Unacknowledged messages the broker may send at once.")
+        description="Unacknowledged messages the broker may send at once; also the bound "
+        "of the hand-off queue between the network thread and the ingest queue "
+        "(memory: up to this many messages besides max_pending readings).")
     session_expiry: int = Field(
         default=60, ge=0,
         description="Seconds the broker keeps this worker's session while it is away. Short "

@@ -75,6 +75,18 @@ class IngestMetrics:
             "energymon_ingest_mqtt_acks_dropped",
             "Acknowledgements not sent because the connection they belong to is gone "
             "(the broker redelivers; duplicates are absorbed)", registry=r)
+        self.handoff_depth = Gauge(
+            "energymon_ingest_mqtt_handoff_messages",
+            "Messages taken from the broker and not yet in the queue (the network thread "
+            "never waits: they wait here while the queue is full)", registry=r)
+        self.handoff_waits = Counter(
+            "energymon_ingest_mqtt_handoff_waits",
+            "Times the network thread waited for room in the hand-off queue (the broker sent "
+            "more than the Receive Maximum announced)", registry=r)
+        self.handoff_dropped = Counter(
+            "energymon_ingest_mqtt_handoff_dropped",
+            "Messages of a lost connection dropped before reaching the queue (not "
+            "acknowledged: the broker redelivers them)", registry=r)
         self.redelivered_batches = Counter(
             "energymon_ingest_redelivered_batches",
             "Gateway batches whose seq was already committed (redelivery or resend)", registry=r)

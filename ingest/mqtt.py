@@ -12,8 +12,19 @@
 - An acknowledgement belongs to the connection its message came on: after a disconnect, the
   acknowledgements of messages received before it are dropped (packet ids are only meaningful
   on their connection; the broker redelivers those messages and the writer absorbs them).
-- ``ReceiveMaximum`` bounds the unacknowledged messages the broker sends; the pipeline's
-  bounded queue blocks this thread when full, so backpressure reaches the broker.
+- Backpressure without blocking paho's network thread (reliability review D6): ``on_message``
+  only appends the message to a hand-off queue; a hand-off thread submits it to the pipeline,
+  and waits there while the pipeline's bounded queue is full. The network thread keeps
+  answering the broker (PINGREQ, PUBACK) however slow the database is, so a stalled database
+  causes no disconnect and no redelivery of committed work. A message is acknowledged only
+  after its commit, and a broker stops sending once ``ReceiveMaximum`` messages are
+  unacknowledged (MQTT 5), so the hand-off queue needs room for ``receive_maximum`` messages
+  of the current connection; that is its bound. Messages of a connection that is gone are
+  dropped from it at the disconnect (not acknowledged: the broker redelivers them).
+  Mosquitto 2.0.11 honours the Receive Maximum while nothing is acknowledged (a database
+  outage) but overruns it once acknowledgements flow (a slow database; reliability review
+  D7): then the hand-off queue is full and the network thread waits for room, which is at
+  most the time of one commit, never the length of an outage.
 - End-to-end acknowledgement: after each commit the worker publishes every gateway stream the
   commit advanced on ``plants/{plant}/acks/{gateway}`` (QoS 1, retained; ``core.payload``):
   the collector keeps a batch in its spool until such an acknowledgement covers it, because
@@ -26,6 +37,7 @@ import logging
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -88,7 +100,14 @@ class MqttIngestWorker:
         self.keepalive = keepalive
         self.quiet_period = quiet_period
         self.metrics = pipeline.metrics
+        self.delivered = 0                   # messages taken from the broker
         self.received = 0                    # messages handed to the pipeline
+        # (generation, mid, qos, topic, payload) received and not yet handed to the pipeline
+        self._handoff: deque[tuple[int, int, int, str, bytes]] = deque()
+        self._handoff_ready = threading.Condition()
+        self._handoff_thread: threading.Thread | None = None
+        self.handoff_peak = 0                # the most messages the hand-off queue held
+        self.metrics.handoff_depth.set_function(lambda: len(self._handoff))
         self._topics: dict[str, tuple[str | None, str]] = {}   # topic -> (plant, source)
         self._generation = 0                 # bumped on every (dis)connect
         self._ack_lock = threading.Lock()
@@ -122,6 +141,9 @@ class MqttIngestWorker:
         else:
             self.client.connect_async(self.endpoint.host, self.endpoint.port,
                                       keepalive=self.keepalive)
+        self._handoff_thread = threading.Thread(target=self._run_handoff,
+                                                name="ingest-mqtt-handoff", daemon=True)
+        self._handoff_thread.start()
         self.client.loop_start()
         return self
 
@@ -144,15 +166,19 @@ class MqttIngestWorker:
         # the broker still sends what it had queued for this session: take it until quiet
         clean = True
         while True:
-            seen = self.received
+            seen = self.delivered
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.pipeline.flush(remaining):
+            if remaining <= 0 or not self._handed_off(remaining) \
+                    or not self.pipeline.flush(max(0.0, deadline - time.monotonic())):
                 clean = False
                 break
             time.sleep(min(self.quiet_period, max(0.0, deadline - time.monotonic())))
-            if self.received == seen and self.pipeline.pending == 0:
+            if (self.delivered == seen and not self._handoff
+                    and self.pipeline.pending == 0):
                 break
         self._stopped = True
+        with self._handoff_ready:
+            self._handoff_ready.notify_all()
         with self._ack_lock:
             # the acks queued by the flush must leave before the DISCONNECT packet
             self.client.disconnect()
@@ -203,6 +229,7 @@ class MqttIngestWorker:
                        properties: Properties | None) -> None:
         with self._ack_lock:
             self._generation += 1
+        self._drop_stale()
         self._subscribed.clear()
         self.metrics.mqtt_connected.set(0)
         if not self._stopped:
@@ -211,25 +238,87 @@ class MqttIngestWorker:
 
     def _on_message(self, client: mqtt.Client, userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
+        """Hand the message over and return at once: this thread must never wait."""
         try:
-            topic = message.topic
-            on_done = None
-            if message.qos > 0:
-                on_done = partial(self._ack, self._generation, message.mid, message.qos)
-            known = self._topics.get(topic)
-            if known is None:
-                if len(self._topics) > 100_000:
-                    self._topics.clear()
-                known = self._topics[topic] = (plant_from_topic(topic), "mqtt:" + topic)
             # paho hands the payload over as bytes (bytearray only when built by hand)
-            self.pipeline.submit(known[0], bytes(message.payload) if isinstance(
-                message.payload, bytearray) else message.payload, known[1], on_done=on_done)
-            self.received += 1
-        except PipelineClosed:
-            # shutting down: not acknowledged, the broker redelivers it
-            log.debug("message on %s not taken: pipeline closed", message.topic)
+            payload = message.payload
+            with self._handoff_ready:
+                if len(self._handoff) >= self.receive_maximum:
+                    # the broker sent more than the Receive Maximum we announced (Mosquitto
+                    # 2.0.11 does once acknowledgements flow, D7): memory first, so wait
+                    # for space; that is one commit at most, as the hand-off thread takes a
+                    # message as soon as the queue has room
+                    self.metrics.handoff_waits.inc()
+                    while len(self._handoff) >= self.receive_maximum and not self._stopped:
+                        self._handoff_ready.wait(1.0)
+                self._handoff.append((self._generation, message.mid, message.qos,
+                                      message.topic, bytes(payload) if isinstance(
+                                          payload, bytearray) else payload))
+                self.delivered += 1
+                self.handoff_peak = max(self.handoff_peak, len(self._handoff))
+                self._handoff_ready.notify()
         except Exception:  # nothing may kill paho's loop thread
             log.exception("unexpected failure handling a message on %r", message.topic)
+
+    def _drop_stale(self) -> None:
+        """At a disconnect: forget the QoS 1 messages of the connection that is gone which
+        are not handed over yet (they could not be acknowledged; the broker redelivers them
+        on the next connection), so the hand-off queue never holds more than one
+        connection's ``ReceiveMaximum``."""
+        with self._handoff_ready:
+            kept = deque(m for m in self._handoff if m[2] == 0 or m[0] == self._generation)
+            dropped = len(self._handoff) - len(kept)
+            self._handoff = kept
+            self._handoff_ready.notify_all()
+        if dropped:
+            self.metrics.handoff_dropped.inc(dropped)
+
+    def _handed_off(self, timeout: float) -> bool:
+        """Wait until every message received was handed to the pipeline."""
+        deadline = time.monotonic() + timeout
+        with self._handoff_ready:
+            while self._handoff:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._handoff_ready.wait(remaining)
+        return True
+
+    def _run_handoff(self) -> None:
+        """The hand-off thread: submit messages in order, waiting while the pipeline is
+        full (that wait holds back acknowledgements, and so the broker)."""
+        while True:
+            with self._handoff_ready:
+                while not self._handoff and not self._stopped:
+                    self._handoff_ready.wait(1.0)
+                if not self._handoff:
+                    return
+                generation, mid, qos, topic, payload = self._handoff[0]
+            try:
+                on_done = None
+                if qos > 0:
+                    on_done = partial(self._ack, generation, mid, qos)
+                known = self._topics.get(topic)
+                if known is None:
+                    if len(self._topics) > 100_000:
+                        self._topics.clear()
+                    known = self._topics[topic] = (plant_from_topic(topic), "mqtt:" + topic)
+                self.pipeline.submit(known[0], payload, known[1], on_done=on_done)
+                self.received += 1
+            except PipelineClosed:
+                # shutting down: not acknowledged, the broker redelivers it
+                log.debug("message on %s not taken: pipeline closed", topic)
+                with self._handoff_ready:
+                    self._handoff.clear()
+                    self._handoff_ready.notify_all()
+                return
+            except Exception:  # one bad message never stops the rest
+                log.exception("unexpected failure handing over a message on %r", topic)
+            with self._handoff_ready:
+                # a disconnect may have replaced the queue meanwhile: pop only our message
+                if self._handoff and self._handoff[0][:2] == (generation, mid):
+                    self._handoff.popleft()
+                self._handoff_ready.notify_all()
 
     # -- acknowledgement (writer thread) -------------------------------------------------------
     def _publish_acks(self, acks: Sequence[StreamAck]) -> None:

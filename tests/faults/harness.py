@@ -218,6 +218,8 @@ class Outcome:
     recovery_s: float | None       # None: never more than 3 s behind
     dropped: int = 0               # by the spool's capacity policy, counted by the collector
     ingest_rss_max_mb: float | None = None   # the largest ingest RSS sampled
+    # (seconds since the start, MB): the largest ingest worker's RSS, at most 60 points
+    ingest_rss_series: list[tuple[float, float]] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     lost_ticks: list[str] = field(default_factory=list)
 
@@ -225,6 +227,9 @@ class Outcome:
         drops = f" (the spool's policy dropped {self.dropped}, counted)" if self.dropped else ""
         rss = (f", ingest RSS at most {self.ingest_rss_max_mb:g} MB"
                if self.ingest_rss_max_mb else "")
+        if self.ingest_rss_series:
+            rss += (f" ({self.ingest_rss_series[0][1]:g} MB at the start, "
+                    f"{self.ingest_rss_series[-1][1]:g} MB at the end)")
         return (f"{self.scenario} ({self.broker}): {self.generated} generated, {self.stored} "
                 f"stored, {self.lost} not stored{drops}, {self.conflicting} conflicting, "
                 f"{self.redelivered_batches} batches redelivered (absorbed), "
@@ -259,7 +264,8 @@ def classify(scenario: str, broker: str, db_url: str, logs: list[Path],
     return Outcome(scenario, broker, generated, kept, generated - kept, int(conflicts[0]),
                    int(streams[0]), int(streams[1]), bool(streams[2]),
                    None if recovery_s is None else round(recovery_s, 1),
-                   dropped_by_policy(*logs), faults, lost_ticks[:20])
+                   dropped=dropped_by_policy(*logs), faults=faults,
+                   lost_ticks=lost_ticks[:20])
 
 
 def report(outcome: Outcome) -> None:

@@ -108,6 +108,7 @@ class Stack:
     faults: list[tuple[float, str]] = field(default_factory=list)
     stop_sampling: threading.Event = field(default_factory=threading.Event)
     rss_mb: float = 0.0                 # the largest ingest RSS sampled
+    rss: list[tuple[float, float]] = field(default_factory=list)   # (monotonic, MB)
 
     @property
     def db(self) -> str:
@@ -130,8 +131,24 @@ class Stack:
         largest resident memory every 0.2 s."""
         while not stop.wait(0.2):
             self.ages.append((time.monotonic(), self.unacknowledged()[1]))
-            rss = [w.rss_mb() for w in self.workers]
-            self.rss_mb = max([self.rss_mb, *(r for r in rss if r is not None)])
+            rss = [r for r in (w.rss_mb() for w in self.workers) if r is not None]
+            if rss:
+                self.rss.append((time.monotonic(), max(rss)))
+                self.rss_mb = max(self.rss_mb, *rss)
+
+    def rss_series(self, points: int = 60) -> list[tuple[float, float]]:
+        """The ingest RSS over the run: the largest sample of each of ``points`` equal time
+        slices, as (seconds since the first sample, MB)."""
+        if not self.rss:
+            return []
+        t0, t1 = self.rss[0][0], self.rss[-1][0]
+        width = max((t1 - t0) / points, 1e-9)
+        slices: dict[int, tuple[float, float]] = {}
+        for t, mb in self.rss:
+            k = min(int((t - t0) / width), points - 1)
+            if k not in slices or mb > slices[k][1]:
+                slices[k] = (round(t - t0, 1), round(mb, 1))
+        return [slices[k] for k in sorted(slices)]
 
     def fault(self, what: str) -> None:
         """Mark the moment a fault is injected (recovery is measured from it)."""
@@ -159,6 +176,7 @@ class Stack:
         outcome = classify(scenario, self.broker_name, self.db, [self.collector_log],
                            self.recovery(), [what for _, what in self.faults])
         outcome.ingest_rss_max_mb = round(self.rss_mb, 1)
+        outcome.ingest_rss_series = self.rss_series()
         report(outcome)
         assert drained, (f"the spool did not drain: {self.unacknowledged()} "
                          f"(collector log: {self.collector_log})")
@@ -437,9 +455,15 @@ def test_a_database_slower_than_the_producers(tmp_path: Path,
         # the flood was still being written when the database got fast again
         assert row is not None and row[0] < 3 * P.slow_flood_messages, row
         time.sleep(P.steady_s)
+        # D6: the network thread never waited for the database, so the worker kept its
+        # one connection and no acknowledgement was dropped
+        connects = stack.workers[0].metric("energymon_ingest_mqtt_connects_total")
+        dropped = stack.workers[0].metric("energymon_ingest_mqtt_acks_dropped_total")
         outcome = stack.finish("database slower than the producers")
         assert_nothing_lost(outcome)
+        assert (connects, dropped) == (1, 0), "ingest lost its connection to the broker"
         assert outcome.ingest_rss_max_mb is not None and outcome.ingest_rss_max_mb > 0
+        assert len(outcome.ingest_rss_series) >= 10
     finally:
         with psycopg.connect(stack.db, autocommit=True) as conn:
             conn.execute(_FAST_ROWS)
