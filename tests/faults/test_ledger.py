@@ -107,7 +107,6 @@ class Stack:
     ages: list[tuple[float, float]] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)
     stop_sampling: threading.Event = field(default_factory=threading.Event)
-    rss_mb: float = 0.0                 # the largest ingest RSS sampled
     rss: list[tuple[float, float]] = field(default_factory=list)   # (monotonic, MB)
 
     @property
@@ -134,7 +133,6 @@ class Stack:
             rss = [r for r in (w.rss_mb() for w in self.workers) if r is not None]
             if rss:
                 self.rss.append((time.monotonic(), max(rss)))
-                self.rss_mb = max(self.rss_mb, *rss)
 
     def rss_series(self, points: int = 60) -> list[tuple[float, float]]:
         """The ingest RSS over the run: the largest sample of each of ``points`` equal time
@@ -175,7 +173,7 @@ class Stack:
             w.terminate()
         outcome = classify(scenario, self.broker_name, self.db, [self.collector_log],
                            self.recovery(), [what for _, what in self.faults])
-        outcome.ingest_rss_max_mb = round(self.rss_mb, 1)
+        outcome.ingest_rss_max_mb = round(max((mb for _, mb in self.rss), default=0.0), 1)
         outcome.ingest_rss_series = self.rss_series()
         report(outcome)
         assert drained, (f"the spool did not drain: {self.unacknowledged()} "
