@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, BinaryIO, get_type_hints
 from zoneinfo import ZoneInfo
 
 import anyio
@@ -164,23 +165,15 @@ def _render(result: object, sub_response: Response) -> Response:
     return response
 
 
-class DbStream(StreamingResponse):
-    """A streamed body read from the request's database connection (a COPY, a server-side
-    cursor): give the route the source iterator, and this response closes it and only then
-    gives the connection back, in a worker thread, when the body ends, when the client goes
-    away mid-stream, and when the client stops reading for ``write_timeout`` seconds.
+class TimedStream(StreamingResponse):
+    """A streamed download whose client must take each chunk within ``write_timeout`` seconds
+    (a client that stalls longer is cut off), and whose :meth:`_close` runs in a worker thread
+    however the body ends: complete, client gone mid-stream, or cut off."""
 
-    Closing the source first matters: psycopg holds the connection's lock for a whole COPY
-    block, so a suspended generator would block the pool's rollback forever (security review
-    H1); closing it cancels the COPY on the server and unwinds the block.
-    """
-
-    def __init__(self, source: Iterator[bytes], *, write_timeout: float,
+    def __init__(self, content: Iterator[bytes], *, write_timeout: float,
                  **kwargs: Any) -> None:
-        self.source = source
         self.write_timeout = write_timeout
-        self.release: Callable[[], None] | None = None   # set by db_route
-        super().__init__(iterate_in_threadpool(source), **kwargs)
+        super().__init__(iterate_in_threadpool(content), **kwargs)
 
     async def stream_response(self, send: Send) -> None:
         async def timed(message: Message) -> None:
@@ -196,6 +189,27 @@ class DbStream(StreamingResponse):
                 await run_in_threadpool(self._close)
 
     def _close(self) -> None:
+        raise NotImplementedError
+
+
+class DbStream(TimedStream):
+    """A streamed body read from the request's database connection (a COPY, a server-side
+    cursor): give the route the source iterator, and this response closes it and only then
+    gives the connection back, in a worker thread, when the body ends, when the client goes
+    away mid-stream, and when the client stops reading for ``write_timeout`` seconds.
+
+    Closing the source first matters: psycopg holds the connection's lock for a whole COPY
+    block, so a suspended generator would block the pool's rollback forever (security review
+    H1); closing it cancels the COPY on the server and unwinds the block.
+    """
+
+    def __init__(self, source: Iterator[bytes], *, write_timeout: float,
+                 **kwargs: Any) -> None:
+        self.source = source
+        self.release: Callable[[], None] | None = None   # set by db_route
+        super().__init__(source, write_timeout=write_timeout, **kwargs)
+
+    def _close(self) -> None:
         try:
             close = getattr(self.source, "close", None)
             if close is not None:
@@ -203,6 +217,31 @@ class DbStream(StreamingResponse):
         finally:
             if self.release is not None:
                 self.release()
+
+
+class FileStream(TimedStream):
+    """A download from a file the route has finished writing (an XLSX or Parquet export built
+    in :func:`api.exports.spool_file`): the request's connection is committed and given back
+    before the first byte is sent, the body goes out in ``chunk``-byte reads with its
+    Content-Length, and the file is closed (and so gone: it was unlinked at creation) when the
+    body ends, the client goes away, or stalls for ``write_timeout`` seconds."""
+
+    def __init__(self, file: BinaryIO, *, write_timeout: float, chunk: int = 256 * 1024,
+                 headers: dict[str, str] | None = None, **kwargs: Any) -> None:
+        self.file = file
+        file.flush()
+        size = os.fstat(file.fileno()).st_size
+        file.seek(0)
+
+        def chunks() -> Iterator[bytes]:
+            while block := file.read(chunk):
+                yield block
+
+        super().__init__(chunks(), write_timeout=write_timeout,
+                         headers={**(headers or {}), "Content-Length": str(size)}, **kwargs)
+
+    def _close(self) -> None:
+        self.file.close()
 
 
 async def _release_after(body: AsyncIterable[Any], release: Callable[[], None]
@@ -228,6 +267,8 @@ def _serve(state: AppState, request: Request, secret: str, func: Callable[..., A
         response = _render(func(Db(conn, principal, state), **kwargs), sub_response)
         if isinstance(response, DbStream):  # closes its source, then gives conn back
             response.release = stack.pop_all().close
+        elif isinstance(response, FileStream):  # written and closed: committed now
+            pass
         elif isinstance(response, StreamingResponse):  # the body still reads from conn
             response.body_iterator = _release_after(response.body_iterator,
                                                     stack.pop_all().close)

@@ -10,13 +10,20 @@ kgce, ``co2_kg`` in kg CO2, ``readings`` a count.
 
 from __future__ import annotations
 
-import io
+import os
+import tempfile
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from api.queries import HISTORY_COLUMNS, QUALITY
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+ROW_GROUP_ROWS = 65_536      # Parquet rows per row group: the most held in memory at once
+SPOOL_PREFIX = "energymon-export-"  # name of an export's (unlinked) file while it is built
 
 COLUMN_UNITS = {
     "ts": "bucket start (raw: reading time), ISO 8601 with offset",
@@ -48,8 +55,24 @@ def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(HISTORY_COLUMNS, row, strict=True))
 
 
-def xlsx_bytes(rows: Iterable[tuple[Any, ...]], tz: ZoneInfo, meta: dict[str, str]
-               ) -> tuple[bytes, int]:
+def spool_file(directory: str | None, fmt: str) -> BinaryIO:
+    """A file to build one export in: created in ``directory`` (None: the system's temporary
+    directory) and unlinked at once, so it lives only as long as its descriptor and nothing is
+    left on disk, not even after a crash of the process."""
+    fd, path = tempfile.mkstemp(prefix=SPOOL_PREFIX, suffix=f".{fmt}", dir=directory)
+    try:
+        os.unlink(path)
+        return os.fdopen(fd, "w+b")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_xlsx(rows: Iterable[tuple[Any, ...]], tz: ZoneInfo, meta: dict[str, str],
+               out: BinaryIO) -> int:
+    """Write the rows as a workbook (sheets ``history`` and ``about``) to ``out``; the number
+    of rows. openpyxl's write-only mode keeps each sheet in its own temporary file, so the
+    memory taken does not grow with the rows."""
     from openpyxl import Workbook
 
     wb = Workbook(write_only=True)
@@ -67,21 +90,14 @@ def xlsx_bytes(rows: Iterable[tuple[Any, ...]], tz: ZoneInfo, meta: dict[str, st
     info.append(["column", "unit / meaning"])
     for key, value in COLUMN_UNITS.items():
         info.append([key, value])
-    out = io.BytesIO()
     wb.save(out)
-    return out.getvalue(), n
+    return n
 
 
-def parquet_bytes(rows: Iterable[tuple[Any, ...]], tz: ZoneInfo, meta: dict[str, str]
-                  ) -> tuple[bytes, int]:
+def parquet_schema(tz: ZoneInfo, meta: dict[str, str]) -> pa.Schema:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    columns: list[list[Any]] = [[] for _ in HISTORY_COLUMNS]
-    for row in rows:
-        for i, value in enumerate(normalise(row, tz)):
-            columns[i].append(value)
-    schema = pa.schema([
+    return pa.schema([
         pa.field("ts", pa.timestamp("us", tz=str(tz))),
         pa.field("energy_type", pa.string()), pa.field("flow", pa.string()),
         pa.field("quantity", pa.float64()), pa.field("quantity_unit", pa.string()),
@@ -90,9 +106,34 @@ def parquet_bytes(rows: Iterable[tuple[Any, ...]], tz: ZoneInfo, meta: dict[str,
         pa.field("co2_kg", pa.float64()), pa.field("readings", pa.int64()),
     ], metadata={**{f"energymon.{k}": v for k, v in meta.items()},
                  **{f"unit.{k}": v for k, v in COLUMN_UNITS.items()}})
-    table = pa.table({name: pa.array(col, type=schema.field(name).type)
-                      for name, col in zip(HISTORY_COLUMNS, columns, strict=True)},
-                     schema=schema)
-    out = io.BytesIO()
-    pq.write_table(table, out, compression="zstd")
-    return out.getvalue(), table.num_rows
+
+
+def write_parquet(rows: Iterable[tuple[Any, ...]], tz: ZoneInfo, meta: dict[str, str],
+                  out: BinaryIO, *, row_group_rows: int = ROW_GROUP_ROWS) -> int:
+    """Write the rows as Parquet (zstd) to ``out``, one row group per ``row_group_rows`` rows,
+    so that at most one row group is held in memory; the number of rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = parquet_schema(tz, meta)
+    types = [schema.field(name).type for name in HISTORY_COLUMNS]
+    n = 0
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        columns: list[list[Any]] = [[] for _ in HISTORY_COLUMNS]
+
+        def flush() -> None:
+            batch = pa.record_batch([pa.array(col, type=t) for col, t in zip(
+                columns, types, strict=True)], schema=schema)
+            writer.write_batch(batch, row_group_size=len(columns[0]) or None)
+            for col in columns:
+                col.clear()
+
+        for row in rows:
+            for i, value in enumerate(normalise(row, tz)):
+                columns[i].append(value)
+            n += 1
+            if len(columns[0]) >= row_group_rows:
+                flush()
+        if columns[0]:
+            flush()  # the last group; a file without rows still carries its schema
+    return n

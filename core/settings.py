@@ -110,21 +110,26 @@ class ApiSettings(BaseModel):
         description="Most rows one CSV export may hold (streamed from a server-side cursor).")
     xlsx_max_rows: int = Field(
         default=200_000, ge=1, le=1_048_575,
-        description="Most rows one XLSX export may hold (built in memory; Excel's own limit is "
-        "1 048 576 rows).")
+        description="Most rows one XLSX export may hold (Excel's own limit is 1 048 576 rows).")
     parquet_max_rows: int = Field(
         default=2_000_000, ge=1, description="Most rows one Parquet export may hold.")
     exports_at_once: int = Field(
         default=2, ge=1,
-        description="XLSX and Parquet exports (built in the API process) running at once; "
-        "more are answered 429, so exports cannot starve other tenants.")
+        description="XLSX and Parquet exports being built in the API process at once; more "
+        "are answered 429, so exports cannot starve other tenants.")
     exports_at_once_per_token: int = Field(
         default=1, ge=1, description="XLSX and Parquet exports one token may run at once.")
+    export_dir: str | None = Field(
+        default=None,
+        description="Directory XLSX and Parquet exports are written to while they are built "
+        "and sent (each file is unlinked when created, so none is left behind, not even by a "
+        "crash); empty = the system's temporary directory. Needs room for the exports running "
+        "at once (a 2 M-row Parquet file is about 30 MB).")
     push_max_bytes: int = Field(
         default=1_048_576, ge=1, description="Largest readings push body in bytes.")
     stream_write_timeout: float = Field(
         default=30.0, gt=0,
-        description="Seconds a streamed download (CSV) may wait for the client to take the "
+        description="Seconds a download (CSV, XLSX, Parquet) may wait for the client to take the "
         "next chunk; a client that stalls longer is cut off and its database connection "
         "given back.")
 

@@ -10,7 +10,10 @@ Limits (``ENERGYMON_API_*``, see :class:`api.config.ApiConfig`):
   at the first bucket not on the page (keyset, so deep pages cost the same as the first);
 - CSV: streamed from a server-side cursor, at most ``csv_max_rows`` (default 5 000 000);
 - XLSX: at most ``xlsx_max_rows`` (default 200 000); Parquet: ``parquet_max_rows``
-  (default 2 000 000); both are built in memory.
+  (default 2 000 000); both are written to an unlinked file in ``export_dir`` in bounded
+  memory (Parquet row groups of 65 536 rows, openpyxl's write-only sheets), at most
+  ``exports_at_once`` at a time (``exports_at_once_per_token`` per token), then sent from
+  the file with the connection already given back.
 
 A download is refused *before* any work with 422 ``export-too-large`` when the range can
 hold more rows than the limit (buckets in the range x series; raw: counted up to the limit).
@@ -27,7 +30,15 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api import exports, queries, schemas
-from api.deps import Db, DbStream, db_route, meter_in_scope, plant_in_scope, unit_in_scope
+from api.deps import (
+    Db,
+    DbStream,
+    FileStream,
+    db_route,
+    meter_in_scope,
+    plant_in_scope,
+    unit_in_scope,
+)
 from api.problems import READ, Problem, responses
 from api.routes._common import instant
 from api.routes.registry import MeterCode, PlantCode, UnitCode
@@ -145,8 +156,10 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
 
         return DbStream(stream(), write_timeout=db.config.stream_write_timeout,
                         media_type=exports.MEDIA["csv"], headers=headers)
-    # XLSX and Parquet are built in this process: a bounded number at once (security review
-    # M2: three Parquet exports took 3.2 GB, one XLSX slowed other tenants 30-fold)
+    # XLSX and Parquet are built in this process into an unlinked file, in bounded memory
+    # (Parquet row groups, openpyxl's write-only sheets), a bounded number at once (security
+    # review M2: three in-memory Parquet exports took 3.2 GB); the connection and the slot are
+    # given back once the file is written, before it is sent
     slot = f"token:{db.principal.token_id}"
     if not db.state.exports.acquire(slot):
         raise Problem(429, "exports-busy",
@@ -154,15 +167,18 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
                       f"{db.config.exports_at_once_per_token} per token); retry in a minute, "
                       "or use format=csv (streamed)", headers={"Retry-After": "30"})
     try:
-        rows_iter = queries.history_stream(db.conn, query, params)
-        if fmt == "xlsx":
-            body, n = exports.xlsx_bytes(rows_iter, tz, text_meta)
-        else:
-            body, n = exports.parquet_bytes(rows_iter, tz, text_meta)
+        out = exports.spool_file(db.config.export_dir, fmt)
+        try:
+            write = exports.write_xlsx if fmt == "xlsx" else exports.write_parquet
+            n = write(queries.history_stream(db.conn, query, params), tz, text_meta, out)
+        except BaseException:
+            out.close()
+            raise
     finally:
         db.state.exports.release(slot)
     metric.inc(n)
-    return Response(body, media_type=exports.MEDIA[fmt], headers=headers)
+    return FileStream(out, write_timeout=db.config.stream_write_timeout,
+                      media_type=exports.MEDIA[fmt], headers=headers)
 
 
 @router.get("/plants/{plant}/history", response_model=schemas.History,

@@ -1,6 +1,8 @@
 """Streamed exports over a real socket: a client that aborts or stalls a download gives its
 database connection back (security review H1: every aborted CSV download of 0.7 MB or more
-kept its pool connection in COPY, and 16 stalled ones made the API answer 503 to everyone).
+kept its pool connection in COPY, and 16 stalled ones made the API answer 503 to everyone);
+XLSX and Parquet are sent from an unlinked file after the connection is given back, and the
+file is closed (gone) when the client aborts or stalls (security review M2).
 
 A real uvicorn server on loopback, a real PostgreSQL, real sockets: the client reads a chunk
 and closes the socket (abort), or sends the request and never reads (stall).
@@ -8,6 +10,8 @@ and closes the socket (abort), or sends the request and never reads (stall).
 
 from __future__ import annotations
 
+import io
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -16,9 +20,11 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
 from api.config import ApiConfig
+from api.exports import SPOOL_PREFIX
 from api.server import ServerHandle, serve_in_thread
 from core.settings import Settings
 from tests.integration.api_support import ApiEnv, api_env
@@ -52,6 +58,32 @@ def served(pg_server: object) -> Iterator[tuple[ApiEnv, ServerHandle]]:
                 server.stop()
     finally:
         pg_server.drop_database(url)  # type: ignore[attr-defined]
+
+
+# XLSX: 30 days of minute readings (43 200 rows, about 1.1 MB; XLSX is slow to build), and
+# for a stalled reader 80 days (115 200 rows, about 2.9 MB: more than loopback's socket
+# buffers take in); Parquet: all of them (300 000 rows, about 2.9 MB)
+FILE_ROWS = {"xlsx": 30 * 1440, "parquet": READINGS}
+FILE_TO = {"xlsx": "2025-01-31", "parquet": "2026-01-01"}
+STALLED_TO = {"xlsx": "2025-03-22", "parquet": "2026-01-01"}  # 1.1 MB were taken in whole
+
+
+def _file_path(fmt: str, to: str | None = None) -> str:
+    return (f"/api/v1/plants/jx-yujiang-cement/meters/k1-elec/history?from=2025-01-01"
+            f"&to={to or FILE_TO[fmt]}&resolution=raw&format={fmt}")
+
+
+def _export_files() -> list[str]:
+    """The export files this process holds open (the test server runs in this process)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if SPOOL_PREFIX in link:
+            held.append(link)
+    return held
 
 
 def _headers(env: ApiEnv) -> dict[str, str]:
@@ -121,6 +153,75 @@ def test_stalled_downloads_are_cut_off_and_give_their_connections_back(
     finally:
         for s in stalled:
             s.close()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "xlsx"])
+def test_a_file_export_is_whole_and_leaves_no_file(served: tuple[ApiEnv, ServerHandle],
+                                                   fmt: str) -> None:
+    env, server = served
+    r = httpx.get(server.url + _file_path(fmt), headers=_headers(env), timeout=60)
+    assert r.status_code == 200, r.text
+    assert int(r.headers["content-length"]) == len(r.content)
+    if fmt == "parquet":
+        table = pq.read_table(io.BytesIO(r.content))
+        assert table.num_rows == FILE_ROWS[fmt]
+        assert table.column("value").to_pylist()[:3] == [0.0, 1.0, 2.0]
+    else:
+        import pandas as pd
+
+        frame = pd.read_excel(io.BytesIO(r.content), sheet_name="history")
+        assert len(frame) == FILE_ROWS[fmt] and frame["value"].iloc[-1] == FILE_ROWS[fmt] - 1
+    assert _settles(env.url) == [] and _export_files() == []
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "xlsx"])
+def test_a_stalled_file_export_holds_no_connection_and_is_cut_off(
+        served: tuple[ApiEnv, ServerHandle], fmt: str) -> None:
+    env, server = served
+    slots = server.server.config.app.state.api.exports  # type: ignore[attr-defined]
+    host, port = server.url.removeprefix("http://").split(":")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before the window is agreed
+    s.connect((host, int(port)))
+    s.sendall((f"GET {_file_path(fmt, STALLED_TO[fmt])} HTTP/1.1\r\nHost: {host}\r\nAuthorization: "
+               f"{_headers(env)['Authorization']}\r\n\r\n").encode())
+    try:
+        # built, then sent to a reader that never reads: the file is held open, while the
+        # connection and the export slot are already given back
+        deadline = time.monotonic() + 30
+        seen = False
+        states = []
+        while time.monotonic() < deadline and not seen:
+            state = (_export_files(), _busy_api_connections(env.url), slots.held)
+            states.append(state)
+            seen = bool(state[0]) and not state[1] and state[2] == 0
+            time.sleep(0.05)
+        assert seen, ("never sending from the file with the connection and slot given back",
+                      states[:5], states[-5:])
+        _small_request_works(env, server)
+        # cut off after the write timeout (2 s): the file is closed and so gone
+        deadline = time.monotonic() + 15
+        while _export_files() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _export_files() == []
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "xlsx"])
+def test_an_aborted_file_export_closes_its_file(served: tuple[ApiEnv, ServerHandle],
+                                                fmt: str) -> None:
+    env, server = served
+    for _ in range(3 if fmt == "parquet" else 1):
+        with httpx.stream("GET", server.url + _file_path(fmt), headers=_headers(env),
+                          timeout=60) as r:
+            assert r.status_code == 200
+            next(r.iter_raw(4096))              # one chunk, then leave
+    deadline = time.monotonic() + 10
+    while _export_files() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _export_files() == [] and _settles(env.url) == []
+    _small_request_works(env, server)
 
 
 def test_ready_keeps_the_database_error_from_anonymous_callers(

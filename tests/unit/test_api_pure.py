@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from datetime import UTC, datetime
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -13,7 +15,7 @@ import pytest
 
 from api.auth import Principal, bearer_token
 from api.deps import Db
-from api.exports import COLUMN_UNITS, parquet_bytes, xlsx_bytes
+from api.exports import COLUMN_UNITS, SPOOL_PREFIX, spool_file, write_parquet, write_xlsx
 from api.problems import Problem
 from api.ratelimit import RateLimiter, retry_after
 from api.routes._common import instant, period_of
@@ -139,11 +141,13 @@ ROWS = [
 ]
 
 
-def _read(fmt: str, rows: list[tuple]) -> pd.DataFrame:
+def _read(fmt: str, rows: list[tuple], **kwargs: int) -> pd.DataFrame:
+    out = io.BytesIO()
     if fmt == "xlsx":
-        return pd.read_excel(io.BytesIO(xlsx_bytes(rows, SH, {"plant": "p"})[0]),
-                             sheet_name="history")
-    return pd.read_parquet(io.BytesIO(parquet_bytes(rows, SH, {"plant": "p"})[0]))
+        assert write_xlsx(rows, SH, {"plant": "p"}, out) == len(rows)
+        return pd.read_excel(io.BytesIO(out.getvalue()), sheet_name="history")
+    assert write_parquet(rows, SH, {"plant": "p"}, out, **kwargs) == len(rows)
+    return pd.read_parquet(io.BytesIO(out.getvalue()))
 
 
 @pytest.mark.parametrize("fmt", ["xlsx", "parquet"])
@@ -162,6 +166,33 @@ def test_empty_exports_still_have_headers() -> None:
     for fmt in ("xlsx", "parquet"):
         frame = _read(fmt, [])
         assert list(frame.columns) == list(COLUMN_UNITS) and len(frame) == 0
+
+
+def test_parquet_is_written_in_row_groups_of_the_given_size() -> None:
+    # at most one row group is held in memory: 7 rows in groups of 3 are 3 + 3 + 1
+    import pyarrow.parquet as pq
+
+    rows = [(datetime(2026, 10, 30, 16, tzinfo=UTC) + timedelta(hours=i), "electricity",
+             "consumed", float(i), "kWh", None, None, 0.0, i * 0.1229, i * 0.58, 4)
+            for i in range(7)]
+    out = io.BytesIO()
+    assert write_parquet(rows, SH, {"plant": "p"}, out, row_group_rows=3) == 7
+    meta = pq.ParquetFile(io.BytesIO(out.getvalue())).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3, 3, 1]
+    assert meta.metadata[b"energymon.plant"] == b"p"
+    frame = _read("parquet", rows, row_group_rows=3)
+    assert frame["quantity"].tolist() == [float(i) for i in range(7)]
+
+
+def test_an_export_file_is_gone_from_its_directory_when_created(tmp_path: Path) -> None:
+    out = spool_file(str(tmp_path), "parquet")
+    try:
+        out.write(b"x" * 10)
+        assert list(tmp_path.iterdir()) == []  # unlinked at once: a crash leaves nothing
+        link = os.readlink(f"/proc/self/fd/{out.fileno()}")
+        assert link.startswith(str(tmp_path / SPOOL_PREFIX)) and link.endswith("(deleted)")
+    finally:
+        out.close()
 
 
 # -- the OpenAPI document ----------------------------------------------------------------------
