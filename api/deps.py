@@ -95,6 +95,7 @@ class Db:
     conn: psycopg.Connection
     principal: Principal
     state: AppState
+    secret: str = field(default="", repr=False)  # the request's token (export workers)
 
     @property
     def config(self) -> ApiConfig:
@@ -264,7 +265,8 @@ def _serve(state: AppState, request: Request, secret: str, func: Callable[..., A
     with ExitStack() as stack:  # on an error: rolls back and returns the connection
         conn = stack.enter_context(state.database.connection())
         principal = _authenticated(state, request, conn, secret)
-        response = _render(func(Db(conn, principal, state), **kwargs), sub_response)
+        response = _render(func(Db(conn, principal, state, secret), **kwargs),
+                           sub_response)
         if isinstance(response, DbStream):  # closes its source, then gives conn back
             response.release = stack.pop_all().close
         elif isinstance(response, FileStream):  # written and closed: committed now

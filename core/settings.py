@@ -125,6 +125,14 @@ class ApiSettings(BaseModel):
         "and sent (each file is unlinked when created, so none is left behind, not even by a "
         "crash); empty = the system's temporary directory. Needs room for the exports running "
         "at once (a 2 M-row Parquet file is about 30 MB).")
+    export_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="CPU priority given up by the worker process that builds an XLSX or "
+        "Parquet export (nice increment; 0 = the API's own), so that other requests go first.")
+    export_timeout: float = Field(
+        default=600.0, gt=0,
+        description="Seconds an XLSX or Parquet export may take to build; past it the worker "
+        "is stopped and the request answered 504 export-timeout.")
     push_max_bytes: int = Field(
         default=1_048_576, ge=1, description="Largest readings push body in bytes.")
     stream_write_timeout: float = Field(

@@ -10,8 +10,9 @@ Limits (``ENERGYMON_API_*``, see :class:`api.config.ApiConfig`):
   at the first bucket not on the page (keyset, so deep pages cost the same as the first);
 - CSV: streamed from a server-side cursor, at most ``csv_max_rows`` (default 5 000 000);
 - XLSX: at most ``xlsx_max_rows`` (default 200 000); Parquet: ``parquet_max_rows``
-  (default 2 000 000); both are written to an unlinked file in ``export_dir`` in bounded
-  memory (Parquet row groups of 65 536 rows, openpyxl's write-only sheets), at most
+  (default 2 000 000); both are written by a worker process (:mod:`api.export_worker`) to an
+  unlinked file in ``export_dir`` in bounded memory (Parquet row groups of 65 536 rows,
+  openpyxl's write-only sheets), at most
   ``exports_at_once`` at a time (``exports_at_once_per_token`` per token), then sent from
   the file with the connection already given back.
 
@@ -29,7 +30,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
-from api import exports, queries, schemas
+from api import export_worker, exports, queries, schemas
 from api.deps import (
     Db,
     DbStream,
@@ -156,10 +157,11 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
 
         return DbStream(stream(), write_timeout=db.config.stream_write_timeout,
                         media_type=exports.MEDIA["csv"], headers=headers)
-    # XLSX and Parquet are built in this process into an unlinked file, in bounded memory
+    # XLSX and Parquet are built by a worker process (api.export_worker: the interpreter lock
+    # and the memory stay out of this process) into an unlinked file, in bounded memory
     # (Parquet row groups, openpyxl's write-only sheets), a bounded number at once (security
-    # review M2: three in-memory Parquet exports took 3.2 GB); the connection and the slot are
-    # given back once the file is written, before it is sent
+    # review M2: three in-memory Parquet exports took 3.2 GB, one XLSX slowed other tenants
+    # 30-fold); the connection and the slot are given back once the file is written
     slot = f"token:{db.principal.token_id}"
     if not db.state.exports.acquire(slot):
         raise Problem(429, "exports-busy",
@@ -167,10 +169,14 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
                       f"{db.config.exports_at_once_per_token} per token); retry in a minute, "
                       "or use format=csv (streamed)", headers={"Retry-After": "30"})
     try:
-        out = exports.spool_file(db.config.export_dir, fmt)
+        out = exports.spool_file(cfg.export_dir, fmt)
         try:
-            write = exports.write_xlsx if fmt == "xlsx" else exports.write_parquet
-            n = write(queries.history_stream(db.conn, query, params), tz, text_meta, out)
+            job = {"format": fmt, "url": db.state.database.url, "db_role": cfg.db_role,
+                   "secret": db.secret, "token_id": db.principal.token_id,
+                   "statement_timeout_ms": cfg.statement_timeout_ms, "timezone": str(tz),
+                   "nice": cfg.export_nice, "meta": text_meta,
+                   "args": {**args, "start": start.isoformat(), "end": end.isoformat()}}
+            n = export_worker.build(job, out, timeout=cfg.export_timeout)
         except BaseException:
             out.close()
             raise

@@ -23,9 +23,12 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
+from api import export_worker
 from api.config import ApiConfig
-from api.exports import SPOOL_PREFIX
+from api.exports import SPOOL_PREFIX, spool_file
+from api.problems import Problem
 from api.server import ServerHandle, serve_in_thread
+from api.tokens import hash_secret
 from core.settings import Settings
 from tests.integration.api_support import ApiEnv, api_env
 
@@ -222,6 +225,82 @@ def test_an_aborted_file_export_closes_its_file(served: tuple[ApiEnv, ServerHand
         time.sleep(0.1)
     assert _export_files() == [] and _settles(env.url) == []
     _small_request_works(env, server)
+
+
+def _job(env: ApiEnv, token: str, meter_code: str, fmt: str = "parquet") -> dict:
+    """An export job as the history route builds it, for ``token`` and a meter by code."""
+    with psycopg.connect(env.url) as conn:
+        (plant_pk, meter_pk), = conn.execute(
+            "SELECT plant_id, id FROM meters WHERE code = %s", (meter_code,))
+        (token_id,), = conn.execute("SELECT id FROM api_tokens WHERE secret_sha256 = %s",
+                                    (hash_secret(env.tokens[token]),))
+    config = ApiConfig()
+    return {"format": fmt, "url": env.url, "db_role": config.db_role,
+            "secret": env.tokens[token], "token_id": token_id,
+            "statement_timeout_ms": config.statement_timeout_ms, "timezone": str(SH),
+            "nice": 10, "meta": {"plant": "p"},
+            "args": {"level": "meter", "resolution": "raw", "plant_pk": plant_pk,
+                     "unit_pk": None, "meter_pk": meter_pk, "start": "2025-01-01T00:00:00+08:00",
+                     "end": "2025-01-02T00:00:00+08:00"}}
+
+
+def _worker_sessions(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return int(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                                "application_name = %s", (export_worker.APPLICATION_NAME,)
+                                ).fetchone()[0])
+
+
+def _worker_rows(job: dict) -> int:
+    out = spool_file(None, job["format"])
+    try:
+        n = export_worker.build(job, out, timeout=60)
+        out.seek(0)
+        assert pq.read_table(out).num_rows == n
+        return n
+    finally:
+        out.close()
+
+
+def test_the_export_worker_reads_under_the_tokens_own_scope(
+        served: tuple[ApiEnv, ServerHandle]) -> None:
+    # the worker authenticates the request's own token: row-level security holds in it as in
+    # the request, so even a job naming another plant's meter reads nothing of it
+    env, _ = served
+    assert _worker_rows(_job(env, "plant-cement", "k1-elec")) == 1440
+    assert _worker_rows(_job(env, "plant-glass", "k1-elec")) == 0
+
+
+def test_the_export_worker_refuses_a_bad_or_foreign_token(
+        served: tuple[ApiEnv, ServerHandle]) -> None:
+    env, _ = served
+    job = _job(env, "plant-cement", "k1-elec")
+    for bad in ({**job, "secret": "emk_" + "A" * 43}, {**job, "token_id": -1}):
+        out = spool_file(None, "parquet")
+        try:
+            with pytest.raises(Problem) as caught:
+                export_worker.build(bad, out, timeout=60)
+            assert caught.value.status == 401 and caught.value.code == "unauthenticated"
+            assert out.seek(0, os.SEEK_END) == 0   # nothing written
+        finally:
+            out.close()
+
+
+def test_an_export_past_its_timeout_is_stopped(served: tuple[ApiEnv, ServerHandle]) -> None:
+    env, _ = served
+    job = {**_job(env, "plant-cement", "k1-elec"), "args": {
+        **_job(env, "plant-cement", "k1-elec")["args"], "end": "2026-01-01T00:00:00+08:00"}}
+    out = spool_file(None, "parquet")
+    try:
+        with pytest.raises(Problem) as caught:
+            export_worker.build(job, out, timeout=0.2)
+        assert caught.value.status == 504 and caught.value.code == "export-timeout"
+    finally:
+        out.close()
+    deadline = time.monotonic() + 15   # the killed worker's session ends with it
+    while _worker_sessions(env.url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _worker_sessions(env.url) == 0
 
 
 def test_ready_keeps_the_database_error_from_anonymous_callers(
