@@ -21,7 +21,9 @@ at the median. This harness measures, side by side:
 3. **Another tenant's small request** (``GET /api/v1/plants/{plant}`` with that plant's token)
    p50 / p99: alone, while two CSV downloads run, and while an XLSX and a Parquet export run
    (two is ``exports_at_once``; they are started over and over until the small requests are
-   done).
+   done), with the exports built by worker processes (the default) and, on a second server,
+   in a thread of the API process (``api.export_in_worker`` off: what the API did before,
+   and what a user would otherwise write).
 
 Uses a fresh embedded PostgreSQL unless ENERGYMON_DATABASE_URL is set; one meter holds
 ``--rows`` raw readings (one a minute). Results go to perf/results/exports.json.
@@ -321,6 +323,28 @@ def main() -> None:
                                                  [(exporter, {**small, "format": "xlsx"}),
                                                   (auditor, {**big, "format": "parquet"})])
         latency["rss_after_mb"] = rss_mb(api_process.pid)
+        api_process.terminate()
+        api_process.wait(10)
+
+        # the same server building in a thread of its own process (api.export_in_worker off)
+        os.environ["ENERGYMON_API_EXPORT_IN_WORKER"] = "false"
+        try:
+            api_process, base = start_server_process(url)
+        finally:
+            del os.environ["ENERGYMON_API_EXPORT_IN_WORKER"]
+        before = rss_mb(api_process.pid)
+        with RssSampler(api_process.pid) as sampler:
+            seconds, size = download(base, path, exporter, **big, format="parquet")
+        results["api"].append({"format": "parquet (in a thread)", "rows": args.rows,
+                               "seconds": seconds, "bytes": size, "rss_before_mb": before,
+                               "rss_peak_mb": sampler.peak, "rss_added_mb": sampler.peak - before,
+                               "seconds_over_copy": seconds / copy_s[args.rows]})
+        print(f"  parquet in a thread {seconds:6.1f} s  server RSS {before:.0f} -> "
+              f"{sampler.peak:.0f} MB", flush=True)
+        latency["xlsx_and_parquet_in_a_thread"] = under_load(
+            base, other, args.requests, [(exporter, {**small, "format": "xlsx"}),
+                                         (auditor, {**big, "format": "parquet"})])
+        latency["rss_after_in_a_thread_mb"] = rss_mb(api_process.pid)
         results["latency"] = latency
         for case, f in latency.items():
             if isinstance(f, dict):

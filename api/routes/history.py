@@ -171,12 +171,16 @@ def _history(db: Db, request: Request, *, level: str, plant: queries.PlantRow,
     try:
         out = exports.spool_file(cfg.export_dir, fmt)
         try:
-            job = {"format": fmt, "url": db.state.database.url, "db_role": cfg.db_role,
-                   "secret": db.secret, "token_id": db.principal.token_id,
-                   "statement_timeout_ms": cfg.statement_timeout_ms, "timezone": str(tz),
-                   "nice": cfg.export_nice, "meta": text_meta,
-                   "args": {**args, "start": start.isoformat(), "end": end.isoformat()}}
-            n = export_worker.build(job, out, timeout=cfg.export_timeout)
+            if cfg.export_in_worker:
+                job = {"format": fmt, "url": db.state.database.url, "db_role": cfg.db_role,
+                       "secret": db.secret, "token_id": db.principal.token_id,
+                       "statement_timeout_ms": cfg.statement_timeout_ms, "timezone": str(tz),
+                       "nice": cfg.export_nice, "meta": text_meta,
+                       "args": {**args, "start": start.isoformat(), "end": end.isoformat()}}
+                n = export_worker.build(job, out, timeout=cfg.export_timeout)
+            else:  # in this process (settings: api.export_in_worker)
+                write = exports.write_xlsx if fmt == "xlsx" else exports.write_parquet
+                n = write(queries.history_stream(db.conn, query, params), tz, text_meta, out)
         except BaseException:
             out.close()
             raise

@@ -266,6 +266,32 @@ def test_exports_read_back_in_pandas_with_the_json_numbers(env: ApiEnv, level: s
                                            check_names=False, rtol=1e-12, obj=f"{fmt} {col}")
 
 
+
+def test_an_export_built_in_the_api_process_is_the_same_as_the_workers(env: ApiEnv) -> None:
+    # api.export_in_worker = false builds in a thread of the API process: same rows, same
+    # numbers as the worker process's file
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.config import ApiConfig
+    from core.settings import Settings
+
+    path = f"{API}/plants/jx-yujiang-cement/history"
+    params = {"from": "2026-10-29", "to": "2026-11-02", "resolution": "hour"}
+    app = create_app(Settings(database_url=env.url),
+                     ApiConfig(rate_per_second=0, push_enabled=False, export_in_worker=False),
+                     database_url=env.url)
+    with TestClient(app) as in_process:
+        for fmt in ("xlsx", "parquet"):
+            a = in_process.get(path, params={**params, "format": fmt},
+                               headers=env.headers("auditor-all"))
+            b = env.client.get(path, params={**params, "format": fmt},
+                               headers=env.headers("auditor-all"))
+            assert a.status_code == b.status_code == 200, (a.text, b.text)
+            pd.testing.assert_frame_equal(read_export(fmt, a.content),
+                                          read_export(fmt, b.content))
+
+
 def test_export_limits_are_enforced_up_front(pg_server: object) -> None:
     from api.config import ApiConfig
 

@@ -180,6 +180,7 @@ def test_parquet_is_written_in_row_groups_of_the_given_size() -> None:
     meta = pq.ParquetFile(io.BytesIO(out.getvalue())).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [3, 3, 1]
     assert meta.metadata[b"energymon.plant"] == b"p"
+    assert "DELTA_BINARY_PACKED" in meta.row_group(0).column(0).encodings  # ts
     frame = _read("parquet", rows, row_group_rows=3)
     assert frame["quantity"].tolist() == [float(i) for i in range(7)]
 
