@@ -124,12 +124,12 @@ class ApiSettings(BaseModel):
         description="Directory XLSX and Parquet exports are written to while they are built "
         "and sent (each file is unlinked when created, so none is left behind, not even by a "
         "crash); empty = the system's temporary directory. Needs room for the exports running "
-        "at once (a 2 M-row Parquet file is about 30 MB).")
+        "at once (a 2 M-row Parquet file is about 13 MB).")
     export_in_worker: bool = Field(
         default=True,
         description="Build XLSX and Parquet exports in a worker process (api.export_worker); "
         "false = in a thread of the API process, which then holds the interpreter lock while "
-        "it builds (another tenant's p99 rose from 12 to about 700 ms in perf/exports_bench.py) "
+        "it builds (another tenant's p99 rose from 16 to 557 ms in perf/exports_bench.py) "
         "and keeps the memory; only for platforms that cannot start processes.")
     export_nice: int = Field(
         default=10, ge=0, le=19,
