@@ -50,6 +50,6 @@ def mqtt_client(
     if endpoint.username:
         client.username_pw_set(endpoint.username, endpoint.password)
     if endpoint.tls:
-        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_set(ca_certs=endpoint.ca, cert_reqs=ssl.CERT_REQUIRED)
     client.reconnect_delay_set(min_delay=reconnect_min, max_delay=reconnect_max)
     return client

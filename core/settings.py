@@ -46,6 +46,9 @@ class MqttEndpoint(BaseModel):
     password: str | None = Field(default=None, repr=False)
     tls: bool = False
     protocol: Literal["5", "3.1.1"] = "5"
+    #: mqtts only: the CA certificate (PEM file) the broker's certificate must chain to, in
+    #: place of the system's CAs (``?ca=/etc/energymon/broker-ca.pem``: pinning the platform's CA)
+    ca: str | None = None
 
     @property
     def mqtt5(self) -> bool:
@@ -53,7 +56,7 @@ class MqttEndpoint(BaseModel):
 
     @classmethod
     def parse(cls, url: str) -> MqttEndpoint:
-        """``mqtt[s]://[user:pass@]host[:port][?protocol=3.1.1]``."""
+        """``mqtt[s]://[user:pass@]host[:port][?protocol=3.1.1][&ca=/path/ca.pem]``."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ValueError(
@@ -67,6 +70,11 @@ class MqttEndpoint(BaseModel):
         protocol = query.get("protocol", ["5"])[-1]
         if protocol not in ("5", "3.1.1"):
             raise ValueError(f"ENERGYMON_MQTT_URL protocol must be 5 or 3.1.1 (got {protocol!r})")
+        ca = query.get("ca", [None])[-1]
+        if ca is not None and not tls:
+            raise ValueError("ENERGYMON_MQTT_URL: ca= pins the CA of a TLS broker; use mqtts://")
+        if ca is not None and not Path(ca).is_file():
+            raise ValueError(f"ENERGYMON_MQTT_URL: ca file {ca} does not exist")
         return cls(
             host=parts.hostname,
             port=parts.port or (8883 if tls else 1883),
@@ -74,6 +82,7 @@ class MqttEndpoint(BaseModel):
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
             protocol=protocol,
+            ca=ca,
         )
 
 

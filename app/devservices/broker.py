@@ -8,6 +8,7 @@ when ``users`` is given (each plant user may publish only to ``plants/<user>/...
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from app.brokerconf import TESTING, acl_lines, config_lines
+from app.brokerauth import DYNSEC_FILE, CredentialStore, dynsec_document
+from app.brokerconf import DYNSEC_PLUGIN, TESTING, TlsFiles, acl_lines, config_lines
 from core.ports import free_port
 
 
@@ -47,6 +49,18 @@ def find_mosquitto() -> str | None:
         return found
     for candidate in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
         if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def find_dynsec_plugin() -> str | None:
+    """Mosquitto's dynamic-security plugin on this machine (Debian, the official image)."""
+    import glob
+
+    for candidate in (DYNSEC_PLUGIN, *sorted(glob.glob(
+            "/usr/lib/*-linux-gnu/mosquitto_dynamic_security.so")),
+            "/usr/local/lib/mosquitto_dynamic_security.so"):
+        if os.path.exists(candidate):
             return candidate
     return None
 
@@ -118,6 +132,10 @@ class Mosquitto(_BrokerProcess):
 
     users: dict[str, str] | None = None
     platform_users: tuple[str, ...] = ("ingest",)
+    #: the platform's access (app.brokerauth): the dynamic-security plugin with these
+    #: credentials (the broker keeps its own copy of the file and changes it when told to)
+    credentials: CredentialStore | None = None
+    tls: TlsFiles | None = None
     persistence: bool = True
     #: Mosquitto's own defaults for queue and in-flight limits and autosave (the fault suite
     #: runs on them as well as on the project's settings)
@@ -125,6 +143,10 @@ class Mosquitto(_BrokerProcess):
 
 
     mqtt_protocol = "5"
+
+    @property
+    def url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def _write_config(self) -> Path:
         """The generated configuration (:mod:`app.brokerconf`, sized for tests), or with
@@ -144,6 +166,18 @@ class Mosquitto(_BrokerProcess):
             acl = self.workdir / "acl"
             acl.write_text("\n".join(acl_lines(self.platform_users)) + "\n")
         log = self.workdir / "mosquitto.log"
+        dynsec, plugin = None, DYNSEC_PLUGIN
+        if self.credentials is not None:
+            found = find_dynsec_plugin()
+            if found is None:
+                raise BrokerError("Mosquitto's dynamic-security plugin is not installed "
+                                  "(mosquitto_dynamic_security.so; Debian: package mosquitto)")
+            plugin = found
+            dynsec = self.workdir / DYNSEC_FILE
+            if not dynsec.exists():  # the broker's own copy, changed by `credentials apply`
+                dynsec.write_text(json.dumps(dynsec_document(
+                    self.credentials.credentials, self.credentials.share_group)))
+                dynsec.chmod(0o600)
         if self.stock:
             lines = [f"listener {self.port} 127.0.0.1",
                      f"persistence {'true' if self.persistence else 'false'}",
@@ -154,7 +188,9 @@ class Mosquitto(_BrokerProcess):
         else:
             lines = config_lines(TESTING, listener=f"{self.port} 127.0.0.1",
                                  persistence_dir=self.workdir, persistence=self.persistence,
-                                 password_file=passwd, acl_file=acl, log_file=log, extra=extra)
+                                 password_file=passwd, acl_file=acl, log_file=log,
+                                 dynsec_file=dynsec, dynsec_plugin=plugin, tls=self.tls,
+                                 extra=extra)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
